@@ -1,0 +1,181 @@
+/*
+ * main.c: sockd's command line. Parses options, loads and checks the
+ * configuration (-t), and runs the server: with `workers = 0` one worker
+ * in this process (the debugging mode, like nginx's master_process off).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "apps.h"
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+#define SOCKD_DEFAULT_CONFIG "/etc/sockd/sockd.conf"
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockd [-c FILE] [-t] [-v] [-h]\n"
+            "  -c FILE  configuration file (default " SOCKD_DEFAULT_CONFIG ")\n"
+            "  -t       check the configuration and exit\n"
+            "  -v       print the version and exit\n"
+            "  -h       print this help and exit\n");
+}
+
+/* What -t checks beyond the parser: every route's app loads. */
+static int
+check_apps(const struct config *cfg)
+{
+    int bad = 0;
+
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const sock_app *app;
+        void *dl;
+        char why[512];
+
+        if (apps_load(cfg->routes[i].app, &app, &dl, why, sizeof(why)) != 0) {
+            fprintf(stderr, "%s:%d: %s\n", cfg->path,
+                    cfg->routes[i].app_line, why);
+            bad++;
+            continue;
+        }
+        apps_unload(dl);
+    }
+    return bad;
+}
+
+static int
+open_listeners(const struct config *cfg, int *fds)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener_cfg *l = &cfg->listeners[i];
+        char name[80];
+
+        fds[i] = worker_listen(l);
+        if (fds[i] < 0) {
+            fprintf(stderr, "%s:%d: cannot listen on %s: %s\n", cfg->path,
+                    l->line, l->address, strerror(-fds[i]));
+            while (i-- > 0)
+                close(fds[i]);
+            return -1;
+        }
+        worker_sockname(fds[i], name, sizeof(name));
+        log_info("event=listening addr=%s", name);
+    }
+    return 0;
+}
+
+/* workers = 0: one worker, in this process, until TERM/QUIT/INT. */
+static int
+run_single(const struct config *cfg)
+{
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    struct worker *w;
+    char err[1024];
+    int *fds = calloc(cfg->n_listeners, sizeof(int));
+
+    if (loop == NULL || fds == NULL) {
+        fprintf(stderr, "sockd: cannot create the event loop\n");
+        return 1;
+    }
+    if (open_listeners(cfg, fds) != 0) {
+        free(fds);
+        return 1;
+    }
+    w = worker_new(loop, cfg, fds, 1, 0, err, sizeof(err));
+    if (w == NULL) {
+        fprintf(stderr, "%s\n", err);
+        free(fds);
+        return 1;
+    }
+    log_set_role("worker", 0);
+    worker_start(w);
+    log_info("event=ready workers=0 routes=%zu", cfg->n_routes);
+    ev_run(loop, 0);
+    log_info("event=exit accepted=%llu opened=%llu closed=%llu "
+             "msgs_in=%llu msgs_out=%llu handshake_failed=%llu",
+             (unsigned long long)w->stats.accepted,
+             (unsigned long long)w->stats.opened,
+             (unsigned long long)w->stats.closed,
+             (unsigned long long)w->stats.msgs_in,
+             (unsigned long long)w->stats.msgs_out,
+             (unsigned long long)w->stats.handshake_failed);
+    worker_free(w);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        close(fds[i]);
+    free(fds);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *path = SOCKD_DEFAULT_CONFIG;
+    bool test = false;
+    struct config *cfg;
+    char *errors = NULL;
+    int opt, rc;
+
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test = true;
+            break;
+        case 'v':
+            printf("sockd %s\n", SOCK_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "sockd: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    cfg = config_load(path, &errors);
+    if (cfg == NULL) {
+        fputs(errors ? errors : "sockd: cannot load the configuration\n",
+              stderr);
+        free(errors);
+        if (test)
+            fprintf(stderr, "sockd: configuration file %s test failed\n",
+                    path);
+        return 1;
+    }
+    log_set_level(cfg->server.log_level);
+    if (test) {
+        rc = check_apps(cfg) == 0 ? 0 : 1;
+        fprintf(stderr, "sockd: configuration file %s test %s\n", path,
+                rc == 0 ? "is successful" : "failed");
+        config_free(cfg);
+        return rc;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (cfg->server.workers != 0) {
+        fprintf(stderr, "%s: workers = %d needs the preforking master, "
+                "which this build does not have yet; use workers = 0\n",
+                path, cfg->server.workers);
+        config_free(cfg);
+        return 1;
+    }
+    rc = run_single(cfg);
+    config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,259 @@
+/*
+ * sock_api.c: the public calls of sock.h that are not tied to a loop:
+ * dispatch through the connection's operations, shared buffers, the stop
+ * helpers and small validators. The worker and the test harness provide
+ * the operations.
+ */
+#include "sock_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "utf8.h"
+
+static const struct sock_host_ops *host_ops;
+static void *host_ctx;
+
+void
+sock_host_set(const struct sock_host_ops *ops, void *host)
+{
+    host_ops = ops;
+    host_ctx = host;
+}
+
+int
+sock_push(sock_conn *c, sock_opcode op, const void *data, size_t len)
+{
+    return c->ops->push(c, op, data, len, NULL, 0);
+}
+
+int
+sock_push_ex(sock_conn *c, sock_opcode op, const void *data, size_t len,
+             unsigned flags)
+{
+    return c->ops->push(c, op, data, len, NULL, flags);
+}
+
+int
+sock_push_buf(sock_conn *c, sock_opcode op, sock_buf *b)
+{
+    if (b == NULL)
+        return -EINVAL;
+    return c->ops->push(c, op, b->data, b->len, b, 0);
+}
+
+sock_buf *
+sock_buf_alloc(size_t len)
+{
+    sock_buf *b;
+
+    if (len > SIZE_MAX - sizeof(*b))
+        return NULL;
+    b = malloc(sizeof(*b) + len);
+    if (b == NULL)
+        return NULL;
+    b->refs = 1;
+    b->len = len;
+    return b;
+}
+
+sock_buf *
+sock_buf_new(const void *data, size_t len)
+{
+    sock_buf *b = sock_buf_alloc(len);
+
+    if (b != NULL && len > 0)
+        memcpy(b->data, data, len);
+    return b;
+}
+
+sock_buf *
+sock_buf_ref(sock_buf *b)
+{
+    b->refs++;
+    return b;
+}
+
+void
+sock_buf_unref(sock_buf *b)
+{
+    if (b != NULL && --b->refs == 0)
+        free(b);
+}
+
+const void *
+sock_buf_data(const sock_buf *b)
+{
+    return b->data;
+}
+
+size_t
+sock_buf_len(const sock_buf *b)
+{
+    return b->len;
+}
+
+bool
+sock_close_code_is_valid(uint16_t code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+bool
+sock_utf8_valid(const void *buf, size_t len)
+{
+    return utf8_validate(UTF8_ACCEPT, buf, len) == UTF8_ACCEPT;
+}
+
+sock_ret
+sock_stop(sock_conn *c)
+{
+    c->ops->stop(c, 1000, NULL, 0, SOCK_ERR_NONE);
+    return SOCK_STOP;
+}
+
+sock_ret
+sock_stop_code(sock_conn *c, uint16_t code, const char *reason, size_t len)
+{
+    c->ops->stop(c, code, reason, len, SOCK_ERR_NONE);
+    return SOCK_STOP;
+}
+
+sock_ret
+sock_stop_restart(sock_conn *c)
+{
+    c->ops->stop(c, 1012, NULL, 0, SOCK_ERR_NONE);
+    return SOCK_STOP;
+}
+
+sock_ret
+sock_stop_error(sock_conn *c, int app_err)
+{
+    log_warn("event=app_error conn=%llx app_err=%d",
+             (unsigned long long)c->ops->self(c), app_err);
+    c->ops->stop(c, 1011, NULL, 0, SOCK_ERR_APP);
+    return SOCK_STOP;
+}
+
+bool
+sock_writable(const sock_conn *c)
+{
+    return c->ops->writable(c);
+}
+
+size_t
+sock_send_queued(const sock_conn *c)
+{
+    return c->ops->queued(c);
+}
+
+int
+sock_set_active(sock_conn *c, bool active)
+{
+    return c->ops->set_active(c, active);
+}
+
+int
+sock_set_idle_timeout(sock_conn *c, uint32_t ms)
+{
+    return c->ops->set_option(c, SOCK_OPT_IDLE_TIMEOUT, ms);
+}
+
+int
+sock_set_max_message_size(sock_conn *c, size_t bytes)
+{
+    return c->ops->set_option(c, SOCK_OPT_MAX_MESSAGE, bytes);
+}
+
+int
+sock_set_compress(sock_conn *c, bool on)
+{
+    return c->ops->set_option(c, SOCK_OPT_COMPRESS, on);
+}
+
+sock_id
+sock_self(const sock_conn *c)
+{
+    return c->ops->self(c);
+}
+
+const char *
+sock_peer(const sock_conn *c)
+{
+    return c->ops->peer(c);
+}
+
+const char *
+sock_subprotocol(const sock_conn *c)
+{
+    return c->ops->subprotocol(c);
+}
+
+const char *
+sock_route(const sock_conn *c)
+{
+    return c->ops->route(c);
+}
+
+static bool
+topic_is_valid(const char *topic)
+{
+    size_t n;
+
+    if (topic == NULL)
+        return false;
+    n = strnlen(topic, 256);
+    return n >= 1 && n <= 255;
+}
+
+int
+sock_subscribe(sock_conn *c, const char *topic)
+{
+    if (!topic_is_valid(topic))
+        return -EINVAL;
+    return c->ops->subscribe(c, topic, true);
+}
+
+int
+sock_unsubscribe(sock_conn *c, const char *topic)
+{
+    if (!topic_is_valid(topic))
+        return -EINVAL;
+    return c->ops->subscribe(c, topic, false);
+}
+
+int
+sock_send_after(sock_conn *c, uint32_t ms, uint32_t type, const void *data,
+                size_t len)
+{
+    return c->ops->send_after(c, ms, type, data, len);
+}
+
+int
+sock_send_info(sock_id to, uint32_t type, const void *data, size_t len)
+{
+    if (host_ops == NULL)
+        return -ENOTCONN;
+    return host_ops->send_info(host_ctx, to, type, data, len);
+}
+
+int
+sock_publish(const char *topic, uint32_t type, const void *data, size_t len)
+{
+    if (!topic_is_valid(topic))
+        return -EINVAL;
+    if (host_ops == NULL)
+        return -ENOTCONN;
+    return host_ops->publish(host_ctx, topic, type, data, len);
+}
+
+int
+sock_broadcast(uint32_t type, const void *data, size_t len)
+{
+    if (host_ops == NULL)
+        return -ENOTCONN;
+    return host_ops->broadcast(host_ctx, type, data, len);
+}

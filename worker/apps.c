@@ -1,0 +1,82 @@
+/*
+ * apps.c: the built-in app table and the module loader.
+ */
+#include "apps.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+extern const sock_app sock_example_echo;
+extern const sock_app sock_example_ticker;
+
+static const struct {
+    const char *name;
+    const sock_app *app;
+} builtins[] = {
+    { "echo", &sock_example_echo },
+    { "ticker", &sock_example_ticker },
+};
+
+static int
+check_app(const char *spec, const sock_app *app, char *err, size_t errlen)
+{
+    if (app->abi != SOCK_ABI_VERSION) {
+        snprintf(err, errlen, "app %s: ABI version %u, sockd speaks %u",
+                 spec, app->abi, SOCK_ABI_VERSION);
+        return -1;
+    }
+    if (app->handle_in == NULL) {
+        snprintf(err, errlen, "app %s: handle_in is required", spec);
+        return -1;
+    }
+    return 0;
+}
+
+int
+apps_load(const char *spec, const sock_app **app, void **dl, char *err,
+          size_t errlen)
+{
+    void *h;
+    const sock_app *a;
+
+    *dl = NULL;
+    if (strchr(spec, '/') == NULL) {
+        for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+            if (strcmp(builtins[i].name, spec) == 0) {
+                *app = builtins[i].app;
+                return check_app(spec, *app, err, errlen);
+            }
+        }
+        snprintf(err, errlen,
+                 "unknown app \"%s\" (built-ins: echo, ticker; a module is "
+                 "given by a path containing '/')", spec);
+        return -1;
+    }
+    h = dlopen(spec, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        snprintf(err, errlen, "cannot load app module: %s", dlerror());
+        return -1;
+    }
+    a = dlsym(h, SOCK_APP_SYMBOL);
+    if (a == NULL) {
+        snprintf(err, errlen, "app module %s does not export %s", spec,
+                 SOCK_APP_SYMBOL);
+        dlclose(h);
+        return -1;
+    }
+    if (check_app(spec, a, err, errlen) != 0) {
+        dlclose(h);
+        return -1;
+    }
+    *app = a;
+    *dl = h;
+    return 0;
+}
+
+void
+apps_unload(void *dl)
+{
+    if (dl != NULL)
+        dlclose(dl);
+}

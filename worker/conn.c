@@ -1,0 +1,1339 @@
+/*
+ * conn.c: a client connection's life: the HTTP upgrade, RFC 6455 frames
+ * in and out, the close handshake (§7), timeouts and the calls into its
+ * app. Parsing is left to ws_handshake.c and ws_frame.c, queueing to
+ * sendq.c, infos to messaging.c; this file decides what each event costs
+ * the connection (HTTP status before the upgrade, close code after).
+ *
+ * Rules that keep it safe: app callbacks never nest (c->in_cb); nothing
+ * inside a callback chain tears a connection down, it only changes state;
+ * teardown happens at the end of a top-level event (conn_settle), and the
+ * memory is freed by the worker before the next poll.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "messaging.h"
+#include "utf8.h"
+#include "worker.h"
+#include "ws_handshake.h"
+
+#define CONN_READS_PER_WAKEUP 4
+#define CONN_WRITES_PER_FLUSH 16
+
+static const struct sock_conn_ops conn_ops;
+
+static void conn_on_read(struct ev_loop *loop, ev_io *io, int revents);
+static void conn_on_write(struct ev_loop *loop, ev_io *io, int revents);
+static size_t conn_process(struct conn *c, uint8_t *p, size_t n);
+static void conn_after_app(struct conn *c, sock_ret ret);
+
+static inline struct conn *
+conn_of(sock_conn *sc)
+{
+    return container_of(sc, struct conn, base);
+}
+
+static const struct route_opts *
+conn_opts(const struct conn *c)
+{
+    return &c->route->cfg->opts;
+}
+
+static uint32_t
+close_timeout_ms(const struct conn *c)
+{
+    if (c->route != NULL)
+        return conn_opts(c)->close_timeout_ms;
+    return c->w->cfg->defaults.close_timeout_ms;
+}
+
+/* Puts c on the worker's flush list; it is written before the next poll. */
+static void
+conn_want_flush(struct conn *c)
+{
+    if (list_empty(&c->flink) && !ev_is_active(&c->wio))
+        list_insert_tail(&c->w->flush, &c->flink);
+}
+
+static void
+conn_want_pending(struct conn *c)
+{
+    if (list_empty(&c->plink)) {
+        list_insert_tail(&c->w->pending, &c->plink);
+        worker_wake(c->w);
+    }
+}
+
+/* ---- Creation ---------------------------------------------------------- */
+
+static char *
+format_peer(const struct sockaddr *sa, socklen_t salen)
+{
+    char host[INET6_ADDRSTRLEN] = "?", *s;
+    int port = 0;
+
+    (void)salen;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        if (asprintf(&s, "[%s]:%d", host, port) < 0)
+            return NULL;
+        return s;
+    }
+    if (asprintf(&s, "%s:%d", host, port) < 0)
+        return NULL;
+    return s;
+}
+
+struct conn *
+conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (c == NULL)
+        return NULL;
+    c->peer = format_peer(sa, salen);
+    if (c->peer == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->base.ops = &conn_ops;
+    c->w = w;
+    c->fd = fd;
+    c->state = CONN_HANDSHAKE;
+    c->active = true;
+    c->peer_code = 1006;
+    tnode_init(&c->tn);
+    list_init(&c->flink);
+    list_init(&c->plink);
+    list_init(&c->inbox);
+    list_init(&c->timers);
+    list_init(&c->subs);
+    sendq_init(&c->sq);
+    /* We coalesce writes ourselves; Nagle would only add latency. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
+    ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
+    ev_io_start(w->loop, &c->rio);
+    tlist_arm(w->timers, &c->tn, w->cfg->server.handshake_timeout_ms);
+    list_insert_tail(&w->conns, &c->link);
+    w->n_conns++;
+    w->stats.accepted++;
+    return c;
+}
+
+/* ---- Teardown ---------------------------------------------------------- */
+
+static void
+conn_terminate_app(struct conn *c)
+{
+    sock_close_info why = {
+        .kind = c->close_kind ? c->close_kind : SOCK_CLOSE_ERROR,
+        .error = c->close_err,
+        .code_sent = c->code_sent,
+        .peer_code = c->peer_code,
+        .peer_reason = c->peer_reason ? c->peer_reason : "",
+        .peer_reason_len = c->peer_reason_len,
+    };
+
+    if (c->route->app->terminate == NULL)
+        return;
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+    c->route->app->terminate(&c->base, &why, c->app_state);
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+}
+
+/* Closes the socket and runs terminate; the memory waits for conn_free. */
+static void
+conn_teardown(struct conn *c)
+{
+    struct worker *w = c->w;
+    bool was_open = c->inited;
+
+    if (c->state == CONN_DEAD)
+        return;
+    c->state = CONN_DEAD;
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    tlist_disarm(&c->tn);
+    list_remove(&c->flink);
+    list_remove(&c->plink);
+    list_remove(&c->link);
+    close(c->fd);
+    c->fd = -1;
+    if (c->id != 0)
+        idmap_del(&w->ids, SOCK_ID_SERIAL(c->id));
+    messaging_conn_cleanup(c);
+    sendq_clear(&c->sq);
+    if (was_open) {
+        w->stats.closed++;
+        log_debug("event=close conn=%llx peer=%s kind=%d error=%d sent=%u "
+                  "peer_code=%u", (unsigned long long)c->id, c->peer,
+                  (int)c->close_kind, (int)c->close_err, c->code_sent,
+                  c->peer_code);
+        conn_terminate_app(c);
+    }
+    list_insert_tail(&w->dead, &c->link);
+    w->n_conns--;
+    worker_conn_gone(w);
+}
+
+void
+conn_free(struct conn *c)
+{
+    free(c->msg);
+    free(c->ctl);
+    free(c->head);
+    free(c->stash);
+    free(c->peer);
+    free(c->subprotocol);
+    free(c->peer_reason);
+    free(c);
+}
+
+/* End of every top-level event: tear down if due, else keep watching. */
+static void
+conn_settle(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->want_teardown) {
+        conn_teardown(c);
+        return;
+    }
+    if (c->sq.bytes > 0 || (c->state == CONN_FINISH && !c->shut_wr))
+        conn_want_flush(c);
+}
+
+void
+conn_abort(struct conn *c)
+{
+    if (c->state != CONN_DEAD && c->close_kind == 0)
+        c->close_kind = SOCK_CLOSE_SHUTDOWN;
+    conn_teardown(c);
+}
+
+/* ---- Output ------------------------------------------------------------ */
+
+static int
+conn_queue_frame(struct conn *c, uint8_t op, const void *data, size_t len,
+                 sock_buf *b)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER];
+    size_t hlen = ws_frame_header_write(hdr, true, 0, op, len);
+    int rc;
+
+    rc = b != NULL ? sendq_append_buf(&c->sq, hdr, hlen, b)
+                   : sendq_append(&c->sq, hdr, hlen, data, len);
+    if (rc != 0)
+        return rc;
+    c->w->stats.msgs_out++;
+    conn_want_flush(c);
+    return 0;
+}
+
+static void
+conn_queue_close(struct conn *c, uint16_t code, const char *reason,
+                 size_t len)
+{
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t plen = 0;
+
+    /* 1005 means "no code": an empty close frame (§7.4.1). */
+    if (code != 1005 && code != 0)
+        plen = ws_close_payload_write(payload, code, reason, len);
+    c->code_sent = code == 1005 ? 0 : code;
+    conn_queue_frame(c, WS_OP_CLOSE, payload, plen, NULL);
+}
+
+/* Enters FINISH: after what is queued, FIN, then wait for the peer's EOF,
+   so unread input never turns our last frames into a reset. */
+static void
+conn_finish(struct conn *c)
+{
+    c->state = CONN_FINISH;
+    tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
+    conn_want_flush(c);
+}
+
+/*
+ * Fails the connection (§7.1.7) with code: a close frame, then FINISH
+ * without waiting for the peer's close. Safe inside callbacks.
+ */
+static void
+conn_fail(struct conn *c, uint16_t code, sock_close_error err)
+{
+    if (c->state == CONN_OPEN) {
+        c->close_kind = err == SOCK_ERR_NONE ? SOCK_CLOSE_NORMAL
+                                             : SOCK_CLOSE_ERROR;
+        c->close_err = err;
+        conn_queue_close(c, code, NULL, 0);
+        conn_finish(c);
+    } else if (c->state == CONN_CLOSING) {
+        conn_finish(c);
+    }
+    c->in_msg = false;
+}
+
+/* Starts our side of the closing handshake and waits for the peer's. */
+static void
+conn_close(struct conn *c, uint16_t code, const char *reason, size_t len,
+           sock_close_kind kind, sock_close_error err)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->close_kind = kind;
+    c->close_err = err;
+    conn_queue_close(c, code, reason, len);
+    c->state = CONN_CLOSING;
+    tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
+    if (!c->active) { /* the peer's close can only be seen if we read */
+        c->active = true;
+        ev_io_start(c->w->loop, &c->rio);
+    }
+}
+
+static ssize_t
+conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    struct conn *c = ctx;
+    ssize_t n;
+
+    do {
+        n = writev(c->fd, iov, iovcnt);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    c->w->stats.bytes_out += (uint64_t)n;
+    return n;
+}
+
+static void
+conn_call_writable(struct conn *c)
+{
+    const sock_app *app = c->route->app;
+    sock_ret ret;
+
+    if (app->handle_writable == NULL || c->state != CONN_OPEN)
+        return;
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+    ret = app->handle_writable(&c->base, &c->app_state);
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+    conn_after_app(c, ret);
+}
+
+void
+conn_flush(struct conn *c)
+{
+    int rc;
+
+    list_remove(&c->flink);
+    if (c->state == CONN_DEAD)
+        return;
+    rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);
+    if (rc < 0) {
+        log_debug("event=write_error conn=%llx peer=%s error=\"%s\"",
+                  (unsigned long long)c->id, c->peer, strerror(-rc));
+        if (c->close_kind == 0) {
+            c->close_kind = SOCK_CLOSE_ERROR;
+            c->close_err = SOCK_ERR_IO;
+        }
+        c->want_teardown = true;
+        conn_settle(c);
+        return;
+    }
+    if (rc > 0) {
+        ev_io_start(c->w->loop, &c->wio);
+        return;
+    }
+    ev_io_stop(c->w->loop, &c->wio);
+    if (c->state == CONN_FINISH && !c->shut_wr) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut_wr = true;
+    }
+    if (c->above_high && c->route != NULL &&
+        c->sq.bytes < conn_opts(c)->send_low_watermark) {
+        c->above_high = false;
+        conn_call_writable(c);
+    }
+    conn_settle(c);
+}
+
+static void
+conn_on_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = container_of(io, struct conn, wio);
+
+    (void)loop;
+    (void)revents;
+    conn_flush(c);
+}
+
+/* ---- Calling the app --------------------------------------------------- */
+
+/* After a handler returned: continue, stop as recorded, or 1011. */
+static void
+conn_after_app(struct conn *c, sock_ret ret)
+{
+    if (ret == SOCK_CONTINUE || c->state != CONN_OPEN)
+        return;
+    if (ret != SOCK_STOP) {
+        log_warn("event=app_bad_return conn=%llx app=%s value=%d",
+                 (unsigned long long)c->id, c->route->app->name
+                 ? c->route->app->name : "?", (int)ret);
+        conn_close(c, 1011, NULL, 0, SOCK_CLOSE_ERROR, SOCK_ERR_APP);
+        return;
+    }
+    if (!c->stop_recorded)
+        conn_close(c, 1000, NULL, 0, SOCK_CLOSE_NORMAL, SOCK_ERR_NONE);
+    else if (c->stop_code == 1011)
+        conn_close(c, 1011, c->stop_reason, c->stop_reason_len,
+                   SOCK_CLOSE_ERROR, SOCK_ERR_APP);
+    else
+        conn_close(c, c->stop_code, c->stop_reason, c->stop_reason_len,
+                   SOCK_CLOSE_NORMAL, SOCK_ERR_NONE);
+}
+
+static void
+conn_deliver(struct conn *c, uint8_t op, const void *data, size_t len)
+{
+    sock_msg m = { .opcode = (sock_opcode)op, .data = data, .len = len };
+    sock_ret ret;
+
+    c->w->stats.msgs_in++;
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+    ret = c->route->app->handle_in(&c->base, &m, &c->app_state);
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+    conn_after_app(c, ret);
+}
+
+static void
+conn_deliver_control(struct conn *c, uint8_t op, const void *data,
+                     size_t len)
+{
+    sock_msg m = { .opcode = (sock_opcode)op, .data = data, .len = len };
+    sock_ret ret;
+
+    if (c->route->app->handle_control == NULL)
+        return;
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+    ret = c->route->app->handle_control(&c->base, &m, &c->app_state);
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+    conn_after_app(c, ret);
+}
+
+static void
+conn_deliver_info(struct conn *c, const struct info *i)
+{
+    sock_info in = {
+        .kind = i->kind,
+        .type = i->type,
+        .from = i->from,
+        .topic = i->topic ? (const char *)i->topic->data : NULL,
+        .data = i->data ? i->data->data : (const void *)"",
+        .len = i->data ? i->data->len : 0,
+    };
+    sock_ret ret;
+
+    if (c->route->app->handle_info == NULL)
+        return;
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+    ret = c->route->app->handle_info(&c->base, &in, &c->app_state);
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+    conn_after_app(c, ret);
+}
+
+/* ---- Receiving frames -------------------------------------------------- */
+
+static uint32_t
+open_timeout_ms(const struct conn *c)
+{
+    uint32_t ping = conn_opts(c)->ping_interval_ms;
+
+    return ping != 0 ? ping : c->idle_ms;
+}
+
+/* Inbound bytes: the only thing that resets the idle timeout. */
+static void
+conn_touch(struct conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    if (c->awaiting_pong) {
+        c->awaiting_pong = false;
+        tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
+    } else {
+        tlist_touch(c->w->timers, &c->tn);
+    }
+}
+
+static bool
+conn_grow_msg(struct conn *c, size_t need)
+{
+    size_t cap = c->msg_cap ? c->msg_cap : 256;
+    uint8_t *p;
+
+    while (cap < need)
+        cap = cap * 2;
+    if (cap > c->max_message && need <= c->max_message)
+        cap = c->max_message;
+    p = realloc(c->msg, cap);
+    if (p == NULL)
+        return false;
+    c->msg = p;
+    c->msg_cap = cap;
+    return true;
+}
+
+/* Checks a new frame header against the connection's state (§5.4, §5.5). */
+static bool
+conn_frame_begin(struct conn *c)
+{
+    const struct ws_frame *f = &c->f;
+    bool control = ws_opcode_is_control(f->opcode);
+
+    /* Closing: only the peer's close matters, the rest is skipped. */
+    c->discard = c->state != CONN_OPEN && f->opcode != WS_OP_CLOSE;
+    if (c->discard)
+        return true;
+    if (f->rsv != 0) {
+        conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
+        return false;
+    }
+    if (control)
+        return true;
+    if (f->opcode == WS_OP_CONT ? !c->in_msg : c->in_msg) {
+        conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
+        return false;
+    }
+    /* Sizes are judged from the header, before any payload is buffered. */
+    if (f->len > conn_opts(c)->max_frame_size ||
+        f->len > c->max_message - (c->in_msg ? c->msg_len : 0)) {
+        conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
+        return false;
+    }
+    if (f->opcode != WS_OP_CONT) {
+        c->msg_op = f->opcode;
+        c->utf8 = UTF8_ACCEPT;
+        c->msg_len = 0;
+    }
+    return true;
+}
+
+static void
+conn_on_close_frame(struct conn *c, const uint8_t *p, size_t len)
+{
+    uint16_t code;
+    const uint8_t *reason;
+    size_t rlen;
+    int bad = ws_close_parse(p, len, &code, &reason, &rlen);
+
+    if (bad != 0) {
+        if (c->state == CONN_OPEN)
+            conn_fail(c, (uint16_t)bad,
+                      bad == 1007 ? SOCK_ERR_UTF8 : SOCK_ERR_PROTOCOL);
+        else
+            conn_finish(c);
+        return;
+    }
+    c->peer_code = code;
+    free(c->peer_reason);
+    c->peer_reason = NULL;
+    c->peer_reason_len = 0;
+    if (rlen > 0) {
+        c->peer_reason = malloc(rlen + 1);
+        if (c->peer_reason != NULL) {
+            memcpy(c->peer_reason, reason, rlen);
+            c->peer_reason[rlen] = '\0';
+            c->peer_reason_len = rlen;
+        }
+    }
+    if (c->state == CONN_OPEN) {
+        /* Echo the peer's code (§5.5.1); an empty close gets an empty one. */
+        c->close_kind = SOCK_CLOSE_REMOTE;
+        conn_queue_close(c, code, NULL, 0);
+    }
+    conn_finish(c);
+}
+
+static void
+conn_on_control(struct conn *c, uint8_t op, const uint8_t *p, size_t len)
+{
+    if (op == WS_OP_CLOSE) {
+        conn_on_close_frame(c, p, len);
+        return;
+    }
+    if (c->state != CONN_OPEN)
+        return;
+    if (op == WS_OP_PING)
+        conn_queue_frame(c, WS_OP_PONG, p, len, NULL);
+    conn_deliver_control(c, op, p, len);
+}
+
+/* A data frame is complete; deliver the message if it was the last. */
+static void
+conn_data_end(struct conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->f.fin) {
+        c->in_msg = true;
+        return;
+    }
+    c->in_msg = false;
+    if (c->msg_op == WS_OP_TEXT && c->utf8 != UTF8_ACCEPT) {
+        conn_fail(c, 1007, SOCK_ERR_UTF8);
+        return;
+    }
+    conn_deliver(c, c->msg_op, p, len);
+    /* Idle connections own no buffers. */
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+}
+
+static void
+conn_frame_end(struct conn *c)
+{
+    c->rx = RX_HEADER;
+    if (c->discard)
+        return;
+    if (ws_opcode_is_control(c->f.opcode)) {
+        conn_on_control(c, c->f.opcode, c->ctl, (size_t)c->f.len);
+        free(c->ctl);
+        c->ctl = NULL;
+        return;
+    }
+    conn_data_end(c, c->msg, c->msg_len);
+}
+
+/* Payload bytes of the current frame: unmask in place, then keep. */
+static bool
+conn_payload(struct conn *c, uint8_t *p, size_t k)
+{
+    ws_unmask(p, k, c->f.mask, c->f_got);
+    if (c->discard) {
+        c->f_got += k;
+        return true;
+    }
+    if (ws_opcode_is_control(c->f.opcode)) {
+        if (c->ctl == NULL && (c->ctl = malloc(WS_MAX_CONTROL)) == NULL) {
+            c->want_teardown = true;
+            return false;
+        }
+        memcpy(c->ctl + c->f_got, p, k);
+        c->f_got += k;
+        return true;
+    }
+    if (c->msg_op == WS_OP_TEXT) {
+        /* Fail fast: a bad byte ends the connection when it arrives. */
+        c->utf8 = utf8_validate(c->utf8, p, k);
+        if (c->utf8 == UTF8_REJECT) {
+            conn_fail(c, 1007, SOCK_ERR_UTF8);
+            return false;
+        }
+    }
+    if (c->msg_len + k > c->msg_cap && !conn_grow_msg(c, c->msg_len + k)) {
+        c->want_teardown = true;
+        return false;
+    }
+    memcpy(c->msg + c->msg_len, p, k);
+    c->msg_len += k;
+    c->f_got += k;
+    return true;
+}
+
+/* Parses a header from the partial bytes kept in c->hdr plus p. Returns
+   bytes of p used, 0 if all of p went into c->hdr, or -EPROTO. */
+static ssize_t
+conn_header(struct conn *c, const uint8_t *p, size_t n)
+{
+    size_t take;
+    ssize_t h;
+
+    if (c->hdr_len == 0) {
+        h = ws_frame_parse_header(&c->f, p, n);
+        if (h == 0) {
+            memcpy(c->hdr, p, n);
+            c->hdr_len = (uint8_t)n;
+        }
+        return h;
+    }
+    take = MIN(n, (size_t)(WS_MAX_HEADER - c->hdr_len));
+    memcpy(c->hdr + c->hdr_len, p, take);
+    h = ws_frame_parse_header(&c->f, c->hdr, c->hdr_len + take);
+    if (h == 0) {
+        c->hdr_len = (uint8_t)(c->hdr_len + take);
+        return 0;
+    }
+    if (h < 0)
+        return h;
+    h -= c->hdr_len;
+    c->hdr_len = 0;
+    return h;
+}
+
+static bool
+conn_can_read_frames(const struct conn *c)
+{
+    return (c->state == CONN_OPEN && c->active) || c->state == CONN_CLOSING;
+}
+
+/*
+ * A whole single-frame message in the read buffer is unmasked and
+ * delivered in place: no copy (DESIGN §8).
+ */
+static void
+conn_direct(struct conn *c, uint8_t *p)
+{
+    size_t len = (size_t)c->f.len;
+
+    ws_unmask(p, len, c->f.mask, 0);
+    c->rx = RX_HEADER;
+    if (c->f.opcode == WS_OP_TEXT &&
+        utf8_validate(UTF8_ACCEPT, p, len) != UTF8_ACCEPT) {
+        conn_fail(c, 1007, SOCK_ERR_UTF8);
+        return;
+    }
+    if (ws_opcode_is_control(c->f.opcode)) {
+        conn_on_control(c, c->f.opcode, p, len);
+        return;
+    }
+    conn_deliver(c, c->f.opcode, p, len);
+}
+
+static size_t
+conn_frames(struct conn *c, uint8_t *p, size_t n)
+{
+    size_t off = 0;
+
+    while (off < n && conn_can_read_frames(c) && !c->want_teardown) {
+        if (c->rx == RX_HEADER) {
+            ssize_t h = conn_header(c, p + off, n - off);
+
+            if (h == 0)
+                return n;
+            if (h < 0) {
+                conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
+                return n;
+            }
+            off += (size_t)h;
+            if (!conn_frame_begin(c))
+                return n;
+            c->f_got = 0;
+            c->rx = RX_PAYLOAD;
+            if (!c->discard && !c->in_msg && c->f.fin &&
+                n - off >= c->f.len) {
+                conn_direct(c, p + off);
+                off += (size_t)c->f.len;
+                continue;
+            }
+        }
+        size_t k = (size_t)MIN((uint64_t)(n - off), c->f.len - c->f_got);
+
+        if (!conn_payload(c, p + off, k))
+            return n;
+        off += k;
+        if (c->f_got == c->f.len)
+            conn_frame_end(c);
+    }
+    return off;
+}
+
+/* ---- The upgrade ------------------------------------------------------- */
+
+static void
+conn_http_error(struct conn *c, int status, const char *body)
+{
+    size_t len;
+    char *resp = ws_response_error(status, body, &len);
+
+    c->w->stats.handshake_failed++;
+    log_debug("event=handshake_refused peer=%s status=%d reason=\"%s\"",
+              c->peer, status, body ? body : "");
+    if (resp != NULL) {
+        sendq_append(&c->sq, NULL, 0, resp, len);
+        free(resp);
+    }
+    c->state = CONN_FINISH;
+    tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
+    conn_want_flush(c);
+}
+
+static bool
+origin_allowed(const struct route_opts *o, const struct sock_request *r)
+{
+    const char *origin;
+
+    if (o->allowed_origins == NULL)
+        return true;
+    origin = ws_request_header(r, "Origin");
+    if (origin == NULL)
+        return false;
+    for (char **a = o->allowed_origins; *a != NULL; a++)
+        if (strcasecmp(*a, origin) == 0)
+            return true;
+    return false;
+}
+
+/* The route's configured subprotocols, in server order: first offered. */
+static const char *
+pick_subprotocol(const struct route_opts *o, const struct sock_request *r)
+{
+    if (o->subprotocols == NULL)
+        return NULL;
+    for (char **s = o->subprotocols; *s != NULL; s++)
+        if (ws_request_has_token(r, "Sec-WebSocket-Protocol", *s, false))
+            return *s;
+    return NULL;
+}
+
+static int
+conn_register(struct conn *c)
+{
+    struct worker *w = c->w;
+    uint32_t serial;
+
+    do {
+        serial = ++w->next_serial;
+    } while (serial == 0 || idmap_get(&w->ids, serial) != NULL);
+    c->id = (sock_id)w->node << 48 | (sock_id)w->generation << 40 |
+            (sock_id)w->slot << 32 | serial;
+    return idmap_put(&w->ids, serial, c);
+}
+
+/* Accepts the upgrade: 101, then init. */
+static void
+conn_open(struct conn *c, const struct sock_request *r,
+          struct sock_upgrade *u)
+{
+    const struct route_opts *o = conn_opts(c);
+    const char *proto = u->subprotocol ? u->subprotocol
+                                       : pick_subprotocol(o, r);
+    char accept[29], *resp;
+    size_t len;
+    sock_ret ret;
+
+    ws_accept_key(ws_request_header(r, "Sec-WebSocket-Key"), accept);
+    resp = ws_response_101(accept, proto, NULL, u->extra_headers, &len);
+    if (resp == NULL || conn_register(c) != 0 ||
+        (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)) {
+        free(resp);
+        sock_upgrade_destroy(u, false);
+        conn_http_error(c, 500, NULL);
+        return;
+    }
+    sendq_append(&c->sq, NULL, 0, resp, len);
+    free(resp);
+    conn_want_flush(c);
+    c->idle_ms = u->has_idle_timeout ? u->idle_timeout_ms : o->idle_timeout_ms;
+    c->max_message = u->has_max_message_size ? u->max_message_size
+                                             : o->max_message_size;
+    c->state = CONN_OPEN;
+    c->inited = true;
+    c->w->stats.opened++;
+    tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+    ret = c->route->app->init ? c->route->app->init(&c->base, u->arg,
+                                                    &c->app_state)
+                              : SOCK_CONTINUE;
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+    sock_upgrade_destroy(u, true);
+    conn_after_app(c, ret);
+}
+
+/* Decides a complete request head: an HTTP error or the upgrade. */
+static void
+conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
+{
+    struct sock_request r;
+    struct sock_upgrade u;
+    const char *why = NULL;
+    int status;
+
+    status = ws_request_parse(&r, head, len, c->w->cfg->server.max_headers);
+    r.peer = c->peer;
+    r.tls = false;
+    if (status == 0) {
+        c->route = worker_route_find(c->w, r.path);
+        if (c->route == NULL) {
+            status = 404;
+            why = "no WebSocket route at this path\n";
+        }
+    }
+    if (status == 0 && (status = ws_request_validate(&r, &why)) == 0 &&
+        !origin_allowed(conn_opts(c), &r)) {
+        status = 403;
+        why = "origin not allowed\n";
+    }
+    if (status != 0) {
+        c->route = NULL;
+        conn_http_error(c, status, why);
+        ws_request_destroy(&r);
+        return;
+    }
+    sock_upgrade_init(&u, &r);
+    status = sock_upgrade_run(c->route->app, &r, &u);
+    if (status != 0) {
+        conn_http_error(c, status, u.refuse_body);
+        c->route = NULL;
+        sock_upgrade_destroy(&u, false);
+    } else {
+        conn_open(c, &r, &u);
+    }
+    ws_request_destroy(&r);
+}
+
+/* Request bytes: returns how many of p belong to the head. */
+static size_t
+conn_handshake(struct conn *c, const uint8_t *p, size_t n)
+{
+    size_t max = c->w->cfg->server.max_request_head;
+    size_t take, used;
+    ssize_t hl;
+    uint8_t *grown;
+
+    if (c->head == NULL) {
+        hl = ws_head_len(p, n, max);
+        if (hl > 0) {
+            conn_upgrade(c, p, (size_t)hl);
+            return (size_t)hl;
+        }
+    }
+    take = MIN(n, max - c->head_len);
+    grown = realloc(c->head, c->head_len + take);
+    if (grown == NULL) {
+        c->want_teardown = true;
+        return n;
+    }
+    c->head = grown;
+    memcpy(c->head + c->head_len, p, take);
+    hl = ws_head_len(c->head, c->head_len + take, max);
+    if (hl == 0 && c->head_len + take < max) {
+        c->head_len += take;
+        return n;
+    }
+    if (hl <= 0) {
+        conn_http_error(c, 431, "request head too large\n");
+        return n;
+    }
+    used = (size_t)hl - c->head_len;
+    conn_upgrade(c, c->head, (size_t)hl);
+    free(c->head);
+    c->head = NULL;
+    c->head_len = 0;
+    return used;
+}
+
+/* ---- Reading ----------------------------------------------------------- */
+
+/* Feeds input to whichever stage the connection is in; returns bytes used. */
+static size_t
+conn_process(struct conn *c, uint8_t *p, size_t n)
+{
+    size_t off = 0;
+
+    if (c->state == CONN_HANDSHAKE)
+        off = conn_handshake(c, p, n);
+    if (c->state == CONN_FINISH || c->state == CONN_HANDSHAKE)
+        return n; /* after FIN or a refusal, input is drained unread */
+    if (off < n)
+        off += conn_frames(c, p + off, n - off);
+    if (c->state == CONN_FINISH)
+        return n;
+    return off;
+}
+
+/* Keeps input that could not be handled now (the app paused reading). */
+static void
+conn_keep(struct conn *c, const uint8_t *p, size_t n)
+{
+    uint8_t *s = realloc(c->stash, c->stash_len + n);
+
+    if (s == NULL) {
+        c->want_teardown = true;
+        return;
+    }
+    memcpy(s + c->stash_len, p, n);
+    c->stash = s;
+    c->stash_len += n;
+}
+
+static void
+conn_on_eof(struct conn *c)
+{
+    if (c->state == CONN_OPEN || c->state == CONN_CLOSING) {
+        if (c->close_kind == 0 || c->state == CONN_OPEN) {
+            c->close_kind = SOCK_CLOSE_ERROR;
+            c->close_err = SOCK_ERR_NO_CLOSE;
+        }
+    }
+    c->want_teardown = true;
+}
+
+static void
+conn_read(struct conn *c)
+{
+    struct worker *w = c->w;
+
+    for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
+        ssize_t n = recv(c->fd, w->rbuf, w->rbuf_size, 0);
+        size_t used;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                if (c->close_kind == 0 || c->state == CONN_OPEN) {
+                    c->close_kind = SOCK_CLOSE_ERROR;
+                    c->close_err = SOCK_ERR_IO;
+                }
+                c->want_teardown = true;
+            }
+            return;
+        }
+        if (n == 0) {
+            conn_on_eof(c);
+            return;
+        }
+        w->stats.bytes_in += (uint64_t)n;
+        conn_touch(c);
+        used = conn_process(c, w->rbuf, (size_t)n);
+        if (used < (size_t)n) {
+            conn_keep(c, w->rbuf + used, (size_t)n - used);
+            return;
+        }
+        if ((size_t)n < w->rbuf_size || c->want_teardown || !c->active)
+            return;
+    }
+}
+
+static void
+conn_on_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = container_of(io, struct conn, rio);
+
+    (void)loop;
+    (void)revents;
+    conn_read(c);
+    conn_settle(c);
+}
+
+/* ---- Pending work (from the worker's idle watcher) --------------------- */
+
+static void
+conn_run_stash(struct conn *c)
+{
+    uint8_t *s = c->stash;
+    size_t n = c->stash_len, used;
+
+    c->stash = NULL;
+    c->stash_len = 0;
+    used = conn_process(c, s, n);
+    if (used < n)
+        conn_keep(c, s + used, n - used);
+    free(s);
+}
+
+void
+conn_run_pending(struct conn *c)
+{
+    struct info *i;
+
+    list_remove(&c->plink);
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->stash_len > 0 && c->active && c->state != CONN_HANDSHAKE)
+        conn_run_stash(c);
+    /* A bounded batch; the rest waits for the next turn. */
+    for (int n = 0; n < 64 && c->state == CONN_OPEN; n++) {
+        i = messaging_pop(c);
+        if (i == NULL)
+            break;
+        conn_deliver_info(c, i);
+        messaging_info_free(i);
+    }
+    if (c->state == CONN_OPEN && (c->inbox_n > 0 ||
+                                  (c->stash_len > 0 && c->active)))
+        conn_want_pending(c);
+    conn_settle(c);
+}
+
+/* ---- Timeouts and server stop ----------------------------------------- */
+
+void
+conn_on_timeout(struct tnode *n, void *ctx)
+{
+    struct conn *c = container_of(n, struct conn, tn);
+    const struct route_opts *o;
+
+    (void)ctx;
+    switch (c->state) {
+    case CONN_OPEN:
+        o = conn_opts(c);
+        if (o->ping_interval_ms != 0 && !c->awaiting_pong) {
+            conn_queue_frame(c, WS_OP_PING, NULL, 0, NULL);
+            c->awaiting_pong = true;
+            tlist_arm(c->w->timers, &c->tn, o->pong_timeout_ms);
+            break;
+        }
+        conn_close(c, o->idle_close_code, NULL, 0, SOCK_CLOSE_TIMEOUT,
+                   SOCK_ERR_NONE);
+        break;
+    case CONN_HANDSHAKE:
+        log_debug("event=handshake_timeout peer=%s", c->peer);
+        c->want_teardown = true;
+        break;
+    case CONN_CLOSING:
+    case CONN_FINISH:
+        if (c->close_kind == 0)
+            c->close_kind = SOCK_CLOSE_TIMEOUT;
+        c->want_teardown = true;
+        break;
+    case CONN_DEAD:
+        return;
+    }
+    conn_settle(c);
+}
+
+void
+conn_shutdown(struct conn *c, uint16_t code)
+{
+    if (c->state == CONN_OPEN)
+        conn_close(c, code, NULL, 0, SOCK_CLOSE_SHUTDOWN, SOCK_ERR_NONE);
+    else if (c->state == CONN_HANDSHAKE)
+        c->want_teardown = true;
+    conn_settle(c);
+}
+
+/* ---- The sock_conn operations ---------------------------------------- */
+
+static int
+op_push(sock_conn *sc, sock_opcode op, const void *data, size_t len,
+        sock_buf *b, unsigned flags)
+{
+    struct conn *c = conn_of(sc);
+    const struct route_opts *o;
+    int rc;
+
+    (void)flags;
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    if (op != SOCK_TEXT && op != SOCK_BINARY && op != SOCK_PING &&
+        op != SOCK_PONG)
+        return -EINVAL;
+    if ((op == SOCK_PING || op == SOCK_PONG) && len > WS_MAX_CONTROL)
+        return -EINVAL;
+    o = conn_opts(c);
+    if (c->sq.bytes + len > o->send_hard_limit) {
+        log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
+                 (unsigned long long)c->id, c->peer, c->sq.bytes);
+        conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
+        return -ENOBUFS;
+    }
+    rc = conn_queue_frame(c, (uint8_t)op, data, len, b);
+    if (rc != 0)
+        return rc;
+    if (c->sq.bytes >= o->send_high_watermark)
+        c->above_high = true;
+    return 0;
+}
+
+static void
+op_stop(sock_conn *sc, uint16_t code, const char *reason, size_t len,
+        sock_close_error err)
+{
+    struct conn *c = conn_of(sc);
+
+    if (c->state != CONN_OPEN || c->stop_recorded)
+        return;
+    if (reason == NULL)
+        len = 0;
+    if (!sock_close_code_is_valid(code) || len > 123 ||
+        (len > 0 && !sock_utf8_valid(reason, len))) {
+        log_warn("event=app_bad_close conn=%llx code=%u reason_len=%zu "
+                 "sent=1011", (unsigned long long)c->id, code, len);
+        code = 1011;
+        len = 0;
+    }
+    (void)err; /* 1011 is what marks an app error */
+    c->stop_recorded = true;
+    c->stop_code = code;
+    c->stop_reason_len = (uint8_t)len;
+    if (len > 0)
+        memcpy(c->stop_reason, reason, len);
+    if (!c->in_cb) {
+        /* Outside a handler (a timer): close now, settle at the loop. */
+        conn_after_app(c, SOCK_STOP);
+        conn_want_flush(c);
+    }
+}
+
+static bool
+op_writable(const sock_conn *sc)
+{
+    const struct conn *c = container_of(sc, const struct conn, base);
+
+    return c->state == CONN_OPEN &&
+           c->sq.bytes < c->route->cfg->opts.send_high_watermark;
+}
+
+static size_t
+op_queued(const sock_conn *sc)
+{
+    return container_of(sc, const struct conn, base)->sq.bytes;
+}
+
+static int
+op_set_active(sock_conn *sc, bool active)
+{
+    struct conn *c = conn_of(sc);
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    if (active == c->active)
+        return 0;
+    c->active = active;
+    if (!active) {
+        ev_io_stop(c->w->loop, &c->rio);
+        tlist_disarm(&c->tn); /* no idle timeout while paused */
+        return 0;
+    }
+    ev_io_start(c->w->loop, &c->rio);
+    c->awaiting_pong = false;
+    tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
+    if (c->stash_len > 0)
+        conn_want_pending(c); /* never re-entrant: delivered later */
+    return 0;
+}
+
+static int
+op_set_option(sock_conn *sc, int opt, uint64_t value)
+{
+    struct conn *c = conn_of(sc);
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    switch (opt) {
+    case SOCK_OPT_IDLE_TIMEOUT:
+        if (value > UINT32_MAX)
+            return -EINVAL;
+        c->idle_ms = (uint32_t)value;
+        if (c->active && !c->awaiting_pong)
+            tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
+        return 0;
+    case SOCK_OPT_MAX_MESSAGE:
+        if (value == 0)
+            return -EINVAL;
+        c->max_message = value;
+        return 0;
+    case SOCK_OPT_COMPRESS:
+        return -ENOTSUP;
+    }
+    return -EINVAL;
+}
+
+static sock_id
+op_self(const sock_conn *sc)
+{
+    return container_of(sc, const struct conn, base)->id;
+}
+
+static const char *
+op_peer(const sock_conn *sc)
+{
+    return container_of(sc, const struct conn, base)->peer;
+}
+
+static const char *
+op_subprotocol(const sock_conn *sc)
+{
+    return container_of(sc, const struct conn, base)->subprotocol;
+}
+
+static const char *
+op_route(const sock_conn *sc)
+{
+    const struct conn *c = container_of(sc, const struct conn, base);
+
+    return c->route ? c->route->cfg->path : "";
+}
+
+static int
+op_subscribe(sock_conn *sc, const char *topic, bool on)
+{
+    struct conn *c = conn_of(sc);
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    return messaging_subscribe(c, topic, on);
+}
+
+static int
+op_send_after(sock_conn *sc, uint32_t ms, uint32_t type, const void *data,
+              size_t len)
+{
+    struct conn *c = conn_of(sc);
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    return messaging_send_after(c, ms, type, data, len);
+}
+
+static const struct sock_conn_ops conn_ops = {
+    .push = op_push,
+    .stop = op_stop,
+    .writable = op_writable,
+    .queued = op_queued,
+    .set_active = op_set_active,
+    .set_option = op_set_option,
+    .self = op_self,
+    .peer = op_peer,
+    .subprotocol = op_subprotocol,
+    .route = op_route,
+    .subscribe = op_subscribe,
+    .send_after = op_send_after,
+};
+
+void
+conn_info_arrived(struct conn *c)
+{
+    conn_want_pending(c);
+}
+
+void
+conn_fail_inbox(struct conn *c)
+{
+    conn_fail(c, 1008, SOCK_ERR_INBOX);
+    conn_want_flush(c);
+}

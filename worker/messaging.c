@@ -1,0 +1,427 @@
+/*
+ * messaging.c: infos inside one worker: inboxes, topics (a hash of names
+ * to subscriber lists), broadcast, sock_send_after timers, and the host
+ * calls behind sock_send_info / sock_publish / sock_broadcast. A payload
+ * is copied once into a shared buffer and referenced by every recipient.
+ * Ids of other workers or generations are for the bus (ipc/); until it
+ * carries them they are dropped and counted as stale.
+ */
+#include "messaging.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+
+struct topic {
+    struct topic *next;    /* hash chain */
+    struct list subs;      /* struct sub.tlink */
+    size_t n_subs;
+    sock_buf *name;        /* NUL-terminated, shared with infos */
+};
+
+struct sub {
+    struct list tlink;     /* in topic->subs */
+    struct list clink;     /* in conn->subs */
+    struct topic *t;
+    struct conn *c;
+};
+
+struct topics {
+    struct topic **buckets;
+    size_t n_buckets;      /* power of two */
+    size_t n;
+    struct conn *current;  /* whose callback runs, for "from" */
+};
+
+struct ctimer {
+    ev_timer timer;
+    struct list link;      /* in conn->timers */
+    struct conn *c;
+    uint32_t type;
+    sock_buf *data;
+};
+
+static int host_send_info(void *host, sock_id to, uint32_t type,
+                          const void *data, size_t len);
+static int host_publish(void *host, const char *topic, uint32_t type,
+                        const void *data, size_t len);
+static int host_broadcast(void *host, uint32_t type, const void *data,
+                          size_t len);
+
+static const struct sock_host_ops host_ops = {
+    .send_info = host_send_info,
+    .publish = host_publish,
+    .broadcast = host_broadcast,
+};
+
+void
+messaging_init(struct worker *w)
+{
+    w->topics = calloc(1, sizeof(*w->topics));
+    sock_host_set(&host_ops, w);
+}
+
+void
+messaging_destroy(struct worker *w)
+{
+    if (w->topics != NULL)
+        free(w->topics->buckets);
+    free(w->topics);
+    w->topics = NULL;
+    sock_host_set(NULL, NULL);
+}
+
+void
+messaging_set_current(struct worker *w, struct conn *c)
+{
+    if (w->topics != NULL)
+        w->topics->current = c;
+}
+
+static sock_id
+current_id(struct worker *w)
+{
+    struct conn *c = w->topics ? w->topics->current : NULL;
+
+    return c != NULL ? c->id : 0;
+}
+
+/* ---- Inbox ------------------------------------------------------------- */
+
+int
+messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
+                  sock_id from, sock_buf *topic, sock_buf *data)
+{
+    struct info *i;
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    if (c->inbox_n >= c->route->cfg->opts.max_info_queue) {
+        c->w->stats.infos_dropped++;
+        if (c->route->cfg->opts.info_overflow_close)
+            conn_fail_inbox(c);
+        return -ENOBUFS;
+    }
+    i = malloc(sizeof(*i));
+    if (i == NULL)
+        return -ENOMEM;
+    i->kind = kind;
+    i->type = type;
+    i->from = from;
+    i->topic = topic ? sock_buf_ref(topic) : NULL;
+    i->data = data ? sock_buf_ref(data) : NULL;
+    list_insert_tail(&c->inbox, &i->link);
+    c->inbox_n++;
+    conn_info_arrived(c);
+    return 0;
+}
+
+struct info *
+messaging_pop(struct conn *c)
+{
+    struct info *i = list_first(&c->inbox, struct info, link);
+
+    if (i != NULL) {
+        list_remove(&i->link);
+        c->inbox_n--;
+    }
+    return i;
+}
+
+void
+messaging_info_free(struct info *i)
+{
+    sock_buf_unref(i->topic);
+    sock_buf_unref(i->data);
+    free(i);
+}
+
+/* ---- Topics ------------------------------------------------------------ */
+
+static uint64_t
+hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h;
+}
+
+static struct topic **
+topic_slot(struct topics *ts, const char *name)
+{
+    struct topic **p;
+
+    if (ts->n_buckets == 0)
+        return NULL;
+    p = &ts->buckets[hash_name(name) & (ts->n_buckets - 1)];
+    for (; *p != NULL; p = &(*p)->next)
+        if (strcmp((const char *)(*p)->name->data, name) == 0)
+            return p;
+    return p;
+}
+
+static int
+topics_grow(struct topics *ts)
+{
+    size_t nb = ts->n_buckets ? ts->n_buckets * 2 : 64;
+    struct topic **b = calloc(nb, sizeof(*b));
+
+    if (b == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < ts->n_buckets; i++) {
+        struct topic *t, *next;
+
+        for (t = ts->buckets[i]; t != NULL; t = next) {
+            size_t k = hash_name((const char *)t->name->data) & (nb - 1);
+
+            next = t->next;
+            t->next = b[k];
+            b[k] = t;
+        }
+    }
+    free(ts->buckets);
+    ts->buckets = b;
+    ts->n_buckets = nb;
+    return 0;
+}
+
+static struct topic *
+topic_get(struct topics *ts, const char *name, bool create)
+{
+    struct topic **p = topic_slot(ts, name), *t;
+
+    if (p != NULL && *p != NULL)
+        return *p;
+    if (!create)
+        return NULL;
+    if (ts->n >= ts->n_buckets && topics_grow(ts) != 0)
+        return NULL;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->name = sock_buf_new(name, strlen(name) + 1);
+    if (t->name == NULL) {
+        free(t);
+        return NULL;
+    }
+    list_init(&t->subs);
+    p = topic_slot(ts, name);
+    t->next = NULL;
+    *p = t;
+    ts->n++;
+    return t;
+}
+
+static void
+topic_drop_if_empty(struct topics *ts, struct topic *t)
+{
+    struct topic **p;
+
+    if (t->n_subs > 0)
+        return;
+    p = topic_slot(ts, (const char *)t->name->data);
+    *p = t->next;
+    ts->n--;
+    sock_buf_unref(t->name);
+    free(t);
+}
+
+static void
+sub_remove(struct topics *ts, struct sub *s)
+{
+    struct topic *t = s->t;
+
+    list_remove(&s->tlink);
+    list_remove(&s->clink);
+    t->n_subs--;
+    free(s);
+    topic_drop_if_empty(ts, t);
+}
+
+static struct sub *
+sub_find(struct conn *c, const char *topic)
+{
+    struct list *l;
+
+    for (l = c->subs.next; l != &c->subs; l = l->next) {
+        struct sub *s = container_of(l, struct sub, clink);
+
+        if (strcmp((const char *)s->t->name->data, topic) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+int
+messaging_subscribe(struct conn *c, const char *topic, bool on)
+{
+    struct topics *ts = c->w->topics;
+    struct sub *s = sub_find(c, topic);
+    struct topic *t;
+
+    if (!on) {
+        if (s != NULL)
+            sub_remove(ts, s);
+        return 0;
+    }
+    if (s != NULL)
+        return 0;
+    t = topic_get(ts, topic, true);
+    s = t ? malloc(sizeof(*s)) : NULL;
+    if (s == NULL) {
+        if (t != NULL)
+            topic_drop_if_empty(ts, t);
+        return -ENOMEM;
+    }
+    s->t = t;
+    s->c = c;
+    list_insert_tail(&t->subs, &s->tlink);
+    list_insert_tail(&c->subs, &s->clink);
+    t->n_subs++;
+    return 0;
+}
+
+/* ---- Timers ------------------------------------------------------------ */
+
+static void
+ctimer_free(struct worker *w, struct ctimer *t)
+{
+    ev_timer_stop(w->loop, &t->timer);
+    list_remove(&t->link);
+    sock_buf_unref(t->data);
+    free(t);
+}
+
+static void
+ctimer_fired(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    struct ctimer *t = container_of(tw, struct ctimer, timer);
+    struct conn *c = t->c;
+
+    (void)loop;
+    (void)revents;
+    messaging_enqueue(c, SOCK_INFO_TIMER, t->type, 0, NULL, t->data);
+    ctimer_free(c->w, t);
+}
+
+int
+messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
+                     const void *data, size_t len)
+{
+    struct ctimer *t = malloc(sizeof(*t));
+
+    if (t == NULL)
+        return -ENOMEM;
+    t->data = sock_buf_new(data, len);
+    if (t->data == NULL) {
+        free(t);
+        return -ENOMEM;
+    }
+    t->c = c;
+    t->type = type;
+    list_insert_tail(&c->timers, &t->link);
+    ev_timer_init(&t->timer, ctimer_fired, ms / 1000.0, 0.);
+    ev_timer_start(c->w->loop, &t->timer);
+    return 0;
+}
+
+void
+messaging_conn_cleanup(struct conn *c)
+{
+    struct info *i;
+
+    while ((i = messaging_pop(c)) != NULL)
+        messaging_info_free(i);
+    while (!list_empty(&c->timers))
+        ctimer_free(c->w, container_of(c->timers.next, struct ctimer, link));
+    while (!list_empty(&c->subs))
+        sub_remove(c->w->topics,
+                   container_of(c->subs.next, struct sub, clink));
+}
+
+/* ---- Host calls -------------------------------------------------------- */
+
+static bool
+id_is_local(const struct worker *w, sock_id id)
+{
+    return SOCK_ID_NODE(id) == w->node &&
+           SOCK_ID_GENERATION(id) == w->generation &&
+           SOCK_ID_SLOT(id) == w->slot;
+}
+
+static int
+host_send_info(void *host, sock_id to, uint32_t type, const void *data,
+               size_t len)
+{
+    struct worker *w = host;
+    struct conn *c;
+    sock_buf *b;
+    int rc;
+
+    w->stats.infos_sent++;
+    c = id_is_local(w, to) ? idmap_get(&w->ids, SOCK_ID_SERIAL(to)) : NULL;
+    if (c == NULL || c->state != CONN_OPEN) {
+        w->stats.infos_stale++;
+        log_debug("event=info_dropped to=%llx reason=unknown_id",
+                  (unsigned long long)to);
+        return 0;
+    }
+    b = sock_buf_new(data, len);
+    if (b == NULL)
+        return -ENOMEM;
+    rc = messaging_enqueue(c, SOCK_INFO_SEND, type, current_id(w), NULL, b);
+    sock_buf_unref(b);
+    return rc == -ENOBUFS || rc == -EPIPE ? 0 : rc;
+}
+
+static int
+host_publish(void *host, const char *topic, uint32_t type, const void *data,
+             size_t len)
+{
+    struct worker *w = host;
+    struct topic *t = topic_get(w->topics, topic, false);
+    sock_id from = current_id(w);
+    struct list *l;
+    sock_buf *b;
+
+    if (t == NULL)
+        return 0;
+    b = sock_buf_new(data, len);
+    if (b == NULL)
+        return -ENOMEM;
+    sock_buf_ref(t->name); /* an inbox overflow may drop the topic */
+    for (l = t->subs.next; l != &t->subs; l = l->next) {
+        struct sub *s = container_of(l, struct sub, tlink);
+
+        messaging_enqueue(s->c, SOCK_INFO_PUBLISH, type, from, t->name, b);
+    }
+    sock_buf_unref(t->name);
+    sock_buf_unref(b);
+    return 0;
+}
+
+static int
+host_broadcast(void *host, uint32_t type, const void *data, size_t len)
+{
+    struct worker *w = host;
+    sock_id from = current_id(w);
+    struct list *l;
+    sock_buf *b = sock_buf_new(data, len);
+
+    if (b == NULL)
+        return -ENOMEM;
+    for (l = w->conns.next; l != &w->conns; l = l->next) {
+        struct conn *c = container_of(l, struct conn, link);
+
+        if (c->state == CONN_OPEN)
+            messaging_enqueue(c, SOCK_INFO_BROADCAST, type, from, NULL, b);
+    }
+    sock_buf_unref(b);
+    return 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * messaging.h: infos between connections of this worker (DESIGN §5):
+ * each connection's bounded inbox, topics, broadcast, sock_send_after
+ * timers, and the process-wide host calls of sock.h. Delivery always
+ * happens from the worker's idle watcher, never inside another callback.
+ * Messages for other workers go to the bus (ipc/) once it exists.
+ */
+#ifndef SOCK_MESSAGING_H
+#define SOCK_MESSAGING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "sock_impl.h"
+
+struct conn;
+struct worker;
+
+struct info {
+    struct list link;
+    sock_info_kind kind;
+    uint32_t type;
+    sock_id from;
+    sock_buf *topic; /* NUL-terminated name, or NULL */
+    sock_buf *data;
+};
+
+/* Installs the host calls (send_info, publish, broadcast) for w. */
+void messaging_init(struct worker *w);
+void messaging_destroy(struct worker *w);
+
+/*
+ * Queues an info for c (taking new references to topic and data). Over
+ * max_info_queue it is dropped and counted, or the connection is closed
+ * with 1008 under the close policy. Returns 0 or -errno.
+ */
+int messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
+                      sock_id from, sock_buf *topic, sock_buf *data);
+/* Takes the oldest info (caller frees it with messaging_info_free). */
+struct info *messaging_pop(struct conn *c);
+void messaging_info_free(struct info *i);
+
+/* Connection ops behind sock_subscribe / sock_send_after. */
+int messaging_subscribe(struct conn *c, const char *topic, bool on);
+int messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
+                         const void *data, size_t len);
+/* Drops the inbox, cancels timers, leaves every topic. */
+void messaging_conn_cleanup(struct conn *c);
+
+/* The connection whose callback is running, for the "from" of infos. */
+void messaging_set_current(struct worker *w, struct conn *c);
+
+#endif

@@ -1,0 +1,203 @@
+/*
+ * sendq.c: the outbound queue: a list of segments, each either an owned
+ * chunk that later small frames are packed into, or a reference to a
+ * shared buffer. Flushing gathers up to IOV_MAX segments per writev.
+ */
+#include "sendq.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#define SENDQ_CHUNK 16384 /* packing chunk for small frames */
+#define SENDQ_IOV 64
+
+struct sendq_seg {
+    struct sendq_seg *next;
+    sock_buf *buf;    /* shared bytes, or NULL: data[] is ours */
+    size_t off;       /* bytes already written */
+    size_t len;       /* bytes in the segment */
+    size_t cap;       /* capacity of data[] (owned segments) */
+    uint8_t data[];
+};
+
+void
+sendq_init(struct sendq *q)
+{
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+static void
+seg_free(struct sendq_seg *s)
+{
+    sock_buf_unref(s->buf);
+    free(s);
+}
+
+void
+sendq_clear(struct sendq *q)
+{
+    struct sendq_seg *s, *next;
+
+    for (s = q->head; s != NULL; s = next) {
+        next = s->next;
+        seg_free(s);
+    }
+    sendq_init(q);
+}
+
+static void
+seg_link(struct sendq *q, struct sendq_seg *s)
+{
+    s->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = s;
+    else
+        q->head = s;
+    q->tail = s;
+}
+
+static struct sendq_seg *
+seg_new(size_t cap)
+{
+    struct sendq_seg *s = malloc(sizeof(*s) + cap);
+
+    if (s == NULL)
+        return NULL;
+    s->buf = NULL;
+    s->off = s->len = 0;
+    s->cap = cap;
+    return s;
+}
+
+/* Copies bytes into the tail chunk, opening new ones as needed. */
+static int
+copy_in(struct sendq *q, const uint8_t *p, size_t len)
+{
+    struct sendq_seg *t = q->tail;
+
+    while (len > 0) {
+        size_t room, n;
+
+        if (t == NULL || t->buf != NULL || t->len == t->cap) {
+            t = seg_new(len > SENDQ_CHUNK ? len : SENDQ_CHUNK);
+            if (t == NULL)
+                return -ENOMEM;
+            seg_link(q, t);
+        }
+        room = t->cap - t->len;
+        n = len < room ? len : room;
+        memcpy(t->data + t->len, p, n);
+        t->len += n;
+        q->bytes += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int
+sendq_append(struct sendq *q, const void *hdr, size_t hlen, const void *data,
+             size_t len)
+{
+    struct sendq_seg *t = q->tail;
+    int rc;
+
+    /* A large payload that does not fit gets one exact segment, so the
+       header and payload stay contiguous and nothing is copied twice. */
+    if (len > SENDQ_CHUNK &&
+        (t == NULL || t->buf != NULL || t->cap - t->len < hlen + len)) {
+        t = seg_new(hlen + len);
+        if (t == NULL)
+            return -ENOMEM;
+        if (hlen > 0)
+            memcpy(t->data, hdr, hlen);
+        memcpy(t->data + hlen, data, len);
+        t->len = hlen + len;
+        seg_link(q, t);
+        q->bytes += t->len;
+        return 0;
+    }
+    rc = copy_in(q, hdr, hlen);
+    if (rc == 0 && len > 0)
+        rc = copy_in(q, data, len);
+    return rc;
+}
+
+int
+sendq_append_buf(struct sendq *q, const void *hdr, size_t hlen, sock_buf *b)
+{
+    struct sendq_seg *s;
+    int rc;
+
+    if (b->len < 256) /* cheaper to copy than to reference */
+        return sendq_append(q, hdr, hlen, b->data, b->len);
+    rc = copy_in(q, hdr, hlen);
+    if (rc != 0)
+        return rc;
+    s = seg_new(0);
+    if (s == NULL)
+        return -ENOMEM;
+    s->buf = sock_buf_ref(b);
+    s->len = b->len;
+    seg_link(q, s);
+    q->bytes += b->len;
+    return 0;
+}
+
+static const uint8_t *
+seg_bytes(const struct sendq_seg *s)
+{
+    return s->buf != NULL ? s->buf->data : s->data;
+}
+
+/* Drops n written bytes from the front of the queue. */
+static void
+consume(struct sendq *q, size_t n)
+{
+    q->bytes -= n;
+    while (n > 0) {
+        struct sendq_seg *s = q->head;
+        size_t left = s->len - s->off;
+
+        if (n < left) {
+            s->off += n;
+            return;
+        }
+        n -= left;
+        q->head = s->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        seg_free(s);
+    }
+}
+
+int
+sendq_flush(struct sendq *q, sendq_writev_fn fn, void *ctx, int max_calls)
+{
+    struct iovec iov[SENDQ_IOV];
+
+    for (int call = 0; call < max_calls; call++) {
+        struct sendq_seg *s;
+        int n = 0;
+        ssize_t w;
+
+        if (q->head == NULL)
+            return 0;
+        for (s = q->head; s != NULL && n < SENDQ_IOV; s = s->next) {
+            iov[n].iov_base = (void *)(seg_bytes(s) + s->off);
+            iov[n].iov_len = s->len - s->off;
+            n++;
+        }
+        w = fn(ctx, iov, n);
+        if (w == -EAGAIN)
+            return 1;
+        if (w < 0)
+            return (int)w;
+        consume(q, (size_t)w);
+    }
+    return q->head == NULL ? 0 : 1;
+}

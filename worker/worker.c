@@ -1,0 +1,436 @@
+/*
+ * worker.c: a worker process's loop: listeners and accept, the routes'
+ * apps, and the per-iteration work: flushing every connection that
+ * queued output (one writev each, before the poll), delivering infos and
+ * stashed input from an idle watcher, freeing torn-down connections.
+ * Connections themselves are conn.c's.
+ */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apps.h"
+#include "conn.h"
+#include "log.h"
+#include "messaging.h"
+
+#define WORKER_RBUF_SIZE (256 * 1024)
+#define WORKER_ACCEPTS_PER_WAKEUP 64
+#define WORKER_PENDING_BATCH 256
+#define WORKER_FD_RESERVE 32
+
+static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
+static void worker_on_accept_retry(struct ev_loop *loop, ev_timer *t,
+                                   int revents);
+static void worker_on_stop_timer(struct ev_loop *loop, ev_timer *t,
+                                 int revents);
+
+static void
+worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct worker *w = container_of(p, struct worker, prepare);
+
+    (void)loop;
+    (void)revents;
+    /* Every push of this iteration leaves now, coalesced per connection. */
+    while (!list_empty(&w->flush))
+        conn_flush(container_of(w->flush.next, struct conn, flink));
+    while (!list_empty(&w->dead)) {
+        struct conn *c = container_of(w->dead.next, struct conn, link);
+
+        list_remove(&c->link);
+        conn_free(c);
+    }
+}
+
+static void
+worker_on_idle(struct ev_loop *loop, ev_idle *idle, int revents)
+{
+    struct worker *w = container_of(idle, struct worker, idle);
+    struct list batch;
+
+    (void)revents;
+    /* Take the current list, so that work queued while delivering waits
+       for the next turn and no connection starves the others. */
+    list_init(&batch);
+    if (!list_empty(&w->pending)) {
+        batch.next = w->pending.next;
+        batch.prev = w->pending.prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        list_init(&w->pending);
+    }
+    for (int i = 0; i < WORKER_PENDING_BATCH && !list_empty(&batch); i++)
+        conn_run_pending(container_of(batch.next, struct conn, plink));
+    while (!list_empty(&batch)) { /* over the batch: back in line */
+        struct list *l = batch.next;
+
+        list_remove(l);
+        list_insert_tail(&w->pending, l);
+    }
+    if (list_empty(&w->pending))
+        ev_idle_stop(loop, idle);
+}
+
+void
+worker_wake(struct worker *w)
+{
+    ev_idle_start(w->loop, &w->idle);
+}
+
+static void
+tlist_expired(struct tnode *n, void *ctx)
+{
+    conn_on_timeout(n, ctx);
+}
+
+struct route_rt *
+worker_route_find(struct worker *w, const char *path)
+{
+    for (size_t i = 0; i < w->n_routes; i++)
+        if (strcmp(w->routes[i].cfg->path, path) == 0)
+            return &w->routes[i];
+    return NULL;
+}
+
+static uint32_t
+default_max_conns(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    /* Use what the hard limit allows: a WebSocket server holds many fds. */
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1u << 24)
+        return 1u << 24;
+    if (rl.rlim_cur <= WORKER_FD_RESERVE * 2)
+        return (uint32_t)rl.rlim_cur / 2;
+    return (uint32_t)rl.rlim_cur - WORKER_FD_RESERVE;
+}
+
+static int
+worker_load_routes(struct worker *w, char *err, size_t errlen)
+{
+    const struct config *cfg = w->cfg;
+
+    w->routes = calloc(cfg->n_routes ? cfg->n_routes : 1,
+                       sizeof(*w->routes));
+    if (w->routes == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        struct route_rt *r = &w->routes[i];
+        char why[512];
+
+        r->cfg = &cfg->routes[i];
+        if (apps_load(r->cfg->app, &r->app, &r->dl, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s:%d: %s", cfg->path ? cfg->path : "",
+                     r->cfg->app_line, why);
+            return -1;
+        }
+        w->n_routes++;
+    }
+    return 0;
+}
+
+struct worker *
+worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
+           uint8_t generation, uint8_t slot, char *err, size_t errlen)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->loop = loop;
+    w->cfg = cfg;
+    w->node = cfg->server.node_id;
+    w->generation = generation;
+    w->slot = slot;
+    list_init(&w->conns);
+    list_init(&w->flush);
+    list_init(&w->pending);
+    list_init(&w->dead);
+    idmap_init(&w->ids);
+    w->rbuf_size = WORKER_RBUF_SIZE;
+    w->rbuf = malloc(w->rbuf_size);
+    w->timers = tlist_set_new(loop, tlist_expired, w);
+    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1,
+                          sizeof(*w->listeners));
+    if (w->rbuf == NULL || w->timers == NULL || w->listeners == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (worker_load_routes(w, err, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct wlistener *l = &w->listeners[i];
+
+        l->fd = fds[i];
+        l->w = w;
+        l->cfg = &cfg->listeners[i];
+        ev_io_init(&l->io, worker_on_accept, l->fd, EV_READ);
+        w->n_listeners++;
+    }
+    w->max_conns = cfg->server.max_connections ? cfg->server.max_connections
+                                               : default_max_conns();
+    messaging_init(w);
+    ev_prepare_init(&w->prepare, worker_on_prepare);
+    ev_prepare_start(loop, &w->prepare);
+    ev_idle_init(&w->idle, worker_on_idle);
+    ev_init(&w->accept_retry, worker_on_accept_retry);
+    ev_init(&w->stop_timer, worker_on_stop_timer);
+    return w;
+
+fail:
+    worker_free(w);
+    return NULL;
+}
+
+void
+worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    while (!list_empty(&w->conns))
+        conn_abort(container_of(w->conns.next, struct conn, link));
+    while (!list_empty(&w->dead)) {
+        struct conn *c = container_of(w->dead.next, struct conn, link);
+
+        list_remove(&c->link);
+        conn_free(c);
+    }
+    for (size_t i = 0; i < w->n_listeners; i++)
+        ev_io_stop(w->loop, &w->listeners[i].io);
+    for (size_t i = 0; i < w->n_routes; i++)
+        apps_unload(w->routes[i].dl);
+    ev_prepare_stop(w->loop, &w->prepare);
+    ev_idle_stop(w->loop, &w->idle);
+    ev_timer_stop(w->loop, &w->accept_retry);
+    ev_timer_stop(w->loop, &w->stop_timer);
+    ev_signal_stop(w->loop, &w->sig_term);
+    ev_signal_stop(w->loop, &w->sig_quit);
+    ev_signal_stop(w->loop, &w->sig_int);
+    messaging_destroy(w);
+    tlist_set_free(w->timers);
+    idmap_destroy(&w->ids);
+    free(w->listeners);
+    free(w->routes);
+    free(w->rbuf);
+    free(w);
+}
+
+/* ---- Accepting --------------------------------------------------------- */
+
+static void
+worker_accepting(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (on)
+            ev_io_start(w->loop, &w->listeners[i].io);
+        else
+            ev_io_stop(w->loop, &w->listeners[i].io);
+    }
+}
+
+static void
+worker_on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, accept_retry);
+
+    (void)loop;
+    (void)revents;
+    if (!w->stopping)
+        worker_accepting(w, true);
+}
+
+/* Over max_connections: a 503 written best-effort, then close. */
+static void
+worker_refuse_full(struct worker *w, int fd)
+{
+    static const char resp[] =
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n"
+        "Retry-After: 1\r\n\r\nserver at capacity.\n";
+    ssize_t n;
+
+    w->stats.refused_full++;
+    n = send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL);
+    (void)n;
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
+static void
+worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct wlistener *l = container_of(io, struct wlistener, io);
+    struct worker *w = l->w;
+
+    (void)revents;
+    for (int i = 0; i < WORKER_ACCEPTS_PER_WAKEUP; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                log_err("event=accept_failed error=\"%s\" action=pause_500ms",
+                        strerror(errno));
+                worker_accepting(w, false);
+                ev_timer_set(&w->accept_retry, 0.5, 0.);
+                ev_timer_start(loop, &w->accept_retry);
+            }
+            return;
+        }
+        if (w->n_conns >= w->max_conns) {
+            worker_refuse_full(w, fd);
+            continue;
+        }
+        if (conn_new(w, fd, (struct sockaddr *)&ss, sl) == NULL)
+            close(fd);
+    }
+}
+
+/* ---- Stopping ---------------------------------------------------------- */
+
+void
+worker_conn_gone(struct worker *w)
+{
+    if (w->stopping && w->n_conns == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void
+worker_on_stop_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, stop_timer);
+
+    (void)revents;
+    log_info("event=shutdown_timeout open=%zu action=abort", w->n_conns);
+    while (!list_empty(&w->conns))
+        conn_abort(container_of(w->conns.next, struct conn, link));
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void
+worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms)
+{
+    struct list *l, *next;
+
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    worker_accepting(w, false);
+    ev_timer_stop(w->loop, &w->accept_retry);
+    log_info("event=shutdown open=%zu code=%u", w->n_conns, code);
+    for (l = w->conns.next; l != &w->conns; l = next) {
+        next = l->next;
+        conn_shutdown(container_of(l, struct conn, link), code);
+    }
+    ev_timer_set(&w->stop_timer, timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->stop_timer);
+    worker_conn_gone(w);
+}
+
+static void
+worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    struct worker *w = s->data;
+
+    (void)revents;
+    if (s->signum == SIGINT) {
+        log_info("event=fast_stop signal=INT open=%zu", w->n_conns);
+        w->stopping = true;
+        while (!list_empty(&w->conns))
+            conn_abort(container_of(w->conns.next, struct conn, link));
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    worker_shutdown(w, w->cfg->defaults.shutdown_close_code,
+                    w->cfg->server.shutdown_timeout_ms);
+}
+
+void
+worker_start(struct worker *w)
+{
+    ev_signal *sigs[] = { &w->sig_term, &w->sig_quit, &w->sig_int };
+    int nums[] = { SIGTERM, SIGQUIT, SIGINT };
+
+    for (size_t i = 0; i < 3; i++) {
+        ev_signal_init(sigs[i], worker_on_signal, nums[i]);
+        sigs[i]->data = w;
+        ev_signal_start(w->loop, sigs[i]);
+    }
+    worker_accepting(w, true);
+}
+
+/* ---- Sockets ----------------------------------------------------------- */
+
+int
+worker_listen(const struct listener_cfg *l)
+{
+    int fd, one = 1, err;
+
+    fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (l->reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (l->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0 ||
+        listen(fd, l->backlog) != 0) {
+        err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+void
+worker_sockname(int fd, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            port = ntohs(in6->sin6_port);
+            snprintf(buf, size, "[%s]:%d", host, port);
+            return;
+        }
+    }
+    snprintf(buf, size, "%s:%d", host, port);
+}

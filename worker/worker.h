@@ -1,0 +1,96 @@
+/*
+ * worker.h: one worker process: a libev loop with its listeners, routes
+ * and apps, the shared read buffer, the connection table and the
+ * per-iteration machinery (flush before poll, info delivery when idle,
+ * deferred frees). Everything here is per process; nothing is shared.
+ */
+#ifndef SOCK_WORKER_H
+#define SOCK_WORKER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "idmap.h"
+#include "settings.h"
+#include "sock.h"
+#include "tlist.h"
+
+struct topics;
+
+struct route_rt {
+    const struct route *cfg;
+    const sock_app *app;
+    void *dl; /* dlopen handle, NULL for a built-in */
+};
+
+struct wlistener {
+    ev_io io;
+    int fd;
+    struct worker *w;
+    const struct listener_cfg *cfg;
+};
+
+struct worker_stats {
+    uint64_t accepted, opened, closed, refused_full;
+    uint64_t handshake_failed, msgs_in, msgs_out, bytes_in, bytes_out;
+    uint64_t infos_sent, infos_dropped, infos_stale;
+};
+
+struct worker {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    uint16_t node;
+    uint8_t generation, slot;
+    uint32_t next_serial;
+    struct route_rt *routes;
+    size_t n_routes;
+    struct wlistener *listeners;
+    size_t n_listeners;
+    ev_timer accept_retry;
+    uint8_t *rbuf;            /* the one read buffer (DESIGN §8) */
+    size_t rbuf_size;
+    struct idmap ids;         /* serial -> open connection */
+    struct tlist_set *timers;
+    struct topics *topics;
+    struct list conns;        /* every live connection */
+    struct list flush;        /* connections with output to write */
+    struct list pending;      /* connections with infos or stashed input */
+    struct list dead;         /* torn down, freed before the next poll */
+    ev_prepare prepare;
+    ev_idle idle;
+    ev_signal sig_term, sig_quit, sig_int;
+    ev_timer stop_timer;
+    size_t n_conns;
+    uint32_t max_conns;
+    bool stopping;
+    struct worker_stats stats;
+};
+
+/*
+ * Creates a worker on loop for cfg, with listening sockets fds[i] matching
+ * cfg->listeners[i] (already bound and listening). Loads every route's app.
+ * Returns NULL with a message in err on failure.
+ */
+struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
+                          const int *fds, uint8_t generation, uint8_t slot,
+                          char *err, size_t errlen);
+void worker_free(struct worker *w);
+/* Starts accepting and handling signals (TERM/QUIT graceful, INT fast). */
+void worker_start(struct worker *w);
+/* Graceful stop: stop accepting, close every connection with code. */
+void worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms);
+/* The route for a request path, or NULL. */
+struct route_rt *worker_route_find(struct worker *w, const char *path);
+/* Makes sure the idle watcher runs (infos or stash to process). */
+void worker_wake(struct worker *w);
+/* A connection went away: stop the loop if shutting down and none is left. */
+void worker_conn_gone(struct worker *w);
+
+/* Binds and listens for l (SOCK_CLOEXEC|SOCK_NONBLOCK). fd or -errno. */
+int worker_listen(const struct listener_cfg *l);
+/* Fills buf with "ADDR:PORT" of a bound socket. */
+void worker_sockname(int fd, char *buf, size_t size);
+
+#endif
