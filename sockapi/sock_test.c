@@ -117,45 +117,10 @@ drop_frames(struct frame *f)
     }
 }
 
-/* Ends the connection: drops its infos and timers, runs terminate once. */
+/* After terminate no callback runs: t's queued infos and timers go. */
 static void
-finish(struct sock_test *t, sock_close_kind kind, sock_close_error err,
-       uint16_t peer_code)
+drop_pending(struct sock_test *t)
 {
-    if (!t->open)
-        return;
-    t->open = false;
-    for (struct ttopic *tp = t->topics, *n; tp != NULL; tp = n) {
-        n = tp->next;
-        free(tp->name);
-        free(tp);
-    }
-    t->topics = NULL;
-    t->why = (sock_close_info){ .kind = kind, .error = err,
-                                .code_sent = t->stopped ? t->code : 0,
-                                .peer_code = peer_code, .peer_reason = "" };
-    t->terminate_count++;
-    if (t->app->terminate != NULL) {
-        t->in_cb = true;
-        t->app->terminate(&t->base, &t->why, t->state);
-        t->in_cb = false;
-    }
-}
-
-void
-sock_test_free(sock_test *t)
-{
-    struct sock_test **p;
-
-    if (t == NULL)
-        return;
-    finish(t, SOCK_CLOSE_SHUTDOWN, SOCK_ERR_NONE, 1006);
-    for (p = &h.conns; *p != NULL; p = &(*p)->next)
-        if (*p == t) {
-            *p = t->next;
-            break;
-        }
-    /* Queued infos and timers for t die with it. */
     for (struct tinfo **q = &h.q_head; *q != NULL;) {
         struct tinfo *i = *q;
 
@@ -180,6 +145,48 @@ sock_test_free(sock_test *t)
             q = &tm->next;
         }
     }
+}
+
+/* Ends the connection: drops its infos and timers, runs terminate once. */
+static void
+finish(struct sock_test *t, sock_close_kind kind, sock_close_error err,
+       uint16_t peer_code)
+{
+    if (!t->open)
+        return;
+    t->open = false;
+    for (struct ttopic *tp = t->topics, *n; tp != NULL; tp = n) {
+        n = tp->next;
+        free(tp->name);
+        free(tp);
+    }
+    t->topics = NULL;
+    drop_pending(t);
+    t->why = (sock_close_info){ .kind = kind, .error = err,
+                                .code_sent = t->stopped ? t->code : 0,
+                                .peer_code = peer_code, .peer_reason = "" };
+    t->terminate_count++;
+    if (t->app->terminate != NULL) {
+        t->in_cb = true;
+        t->app->terminate(&t->base, &t->why, t->state);
+        t->in_cb = false;
+    }
+}
+
+void
+sock_test_free(sock_test *t)
+{
+    struct sock_test **p;
+
+    if (t == NULL)
+        return;
+    finish(t, SOCK_CLOSE_SHUTDOWN, SOCK_ERR_NONE, 1006);
+    for (p = &h.conns; *p != NULL; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    drop_pending(t);
     if (t->upgraded)
         sock_upgrade_destroy(&t->up, t->inited);
     drop_frames(t->out_head);
@@ -187,8 +194,6 @@ sock_test_free(sock_test *t)
     free(t->subprotocol);
     free(t->route);
     free(t);
-    if (h.conns == NULL)
-        sock_host_set(NULL, NULL);
 }
 
 /* ---- Upgrade ------------------------------------------------------------ */
@@ -422,6 +427,7 @@ int
 sock_test_advance(uint32_t ms)
 {
     uint64_t end = h.now + ms;
+    int ran = 0;
 
     for (;;) {
         struct ttimer **best = NULL;
@@ -440,10 +446,10 @@ sock_test_advance(uint32_t ms)
         enqueue(tm->to, SOCK_INFO_TIMER, tm->type, 0, NULL, tm->data,
                 tm->len);
         free(tm);
-        sock_test_run(); /* a timer's handler may set the next one */
+        ran += sock_test_run(); /* its handler may set the next timer */
     }
     h.now = end;
-    return sock_test_run();
+    return ran + sock_test_run();
 }
 
 /* ---- Reading back -------------------------------------------------------- */

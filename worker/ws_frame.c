@@ -45,9 +45,9 @@ store_be(uint8_t *p, uint64_t v, size_t n)
  * there, and the top bit of a 64-bit length as soon as its first byte is:
  * a bad header is refused without waiting for bytes a hostile client may
  * never send. *f is written only when a whole header is returned.
- * Non-minimal length encodings are accepted (§5.2 says "minimal number of
- * bytes", but neither Autobahn nor browsers treat it as a must for
- * receivers, and rejecting them gains nothing).
+ * Non-minimal length encodings are accepted: §5.2's "minimal number of
+ * bytes" binds the sender, and refusing them would protect nothing (the
+ * length is judged against the limits by conn.c either way).
  */
 ssize_t
 ws_frame_parse_header(struct ws_frame *f, const uint8_t *p, size_t len)
