@@ -15,6 +15,8 @@
 
 #include "apps.h"
 #include "config.h"
+#include "ctl.h"
+#include "master.h"
 #include "log.h"
 #include "worker.h"
 
@@ -24,9 +26,12 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-            "usage: sockd [-c FILE] [-t] [-v] [-h]\n"
-            "  -c FILE  configuration file (default " SOCKD_DEFAULT_CONFIG ")\n"
-            "  -t       check the configuration and exit\n"
+            "usage: sockd [-c FILE] [-t] [-s SIGNAL] [-v] [-h]\n"
+            "  -c FILE    configuration file (default " SOCKD_DEFAULT_CONFIG
+            ")\n"
+            "  -t         check the configuration and exit\n"
+            "  -s SIGNAL  tell the running master: reload, stop, quit, "
+            "reopen, status\n"
             "  -v       print the version and exit\n"
             "  -h       print this help and exit\n");
 }
@@ -116,22 +121,47 @@ run_single(const struct config *cfg)
     return 0;
 }
 
+/* -s: one command to the running master over its control socket. */
+static int
+send_command(const char *path, const char *cmd)
+{
+    static const char *known[] = { "reload", "stop", "quit", "reopen",
+                                   "status" };
+    char sock[512], *dir;
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(cmd, known[i]) != 0)
+            continue;
+        dir = ctl_runtime_dir(path);
+        ctl_path(dir, sock, sizeof(sock));
+        free(dir);
+        return ctl_client(sock, cmd, 120);
+    }
+    fprintf(stderr, "sockd: unknown signal \"%s\" (reload, stop, quit, "
+            "reopen, status)\n", cmd);
+    return 2;
+}
+
 int
 main(int argc, char **argv)
 {
     const char *path = SOCKD_DEFAULT_CONFIG;
     bool test = false;
+    const char *signal_cmd = NULL;
     struct config *cfg;
     char *errors = NULL;
     int opt, rc;
 
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
             break;
         case 't':
             test = true;
+            break;
+        case 's':
+            signal_cmd = optarg;
             break;
         case 'v':
             printf("sockd %s\n", SOCK_VERSION);
@@ -149,6 +179,8 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (signal_cmd != NULL)
+        return send_command(path, signal_cmd);
     cfg = config_load(path, &errors);
     if (cfg == NULL) {
         fputs(errors ? errors : "sockd: cannot load the configuration\n",
@@ -168,14 +200,7 @@ main(int argc, char **argv)
         return rc;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (cfg->server.workers != 0) {
-        fprintf(stderr, "%s: workers = %d needs the preforking master, "
-                "which this build does not have yet; use workers = 0\n",
-                path, cfg->server.workers);
-        config_free(cfg);
-        return 1;
-    }
-    rc = run_single(cfg);
+    rc = cfg->server.workers == 0 ? run_single(cfg) : master_run(path, cfg);
     config_free(cfg);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "utf8.h"
+#include "wctl.h"
 #include "worker.h"
 #include "ws_handshake.h"
 
@@ -139,6 +140,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
     list_insert_tail(&w->conns, &c->link);
     w->n_conns++;
     w->stats.accepted++;
+    wctl_conns_changed(w);
     return c;
 }
 
@@ -197,6 +199,7 @@ conn_teardown(struct conn *c)
     }
     list_insert_tail(&w->dead, &c->link);
     w->n_conns--;
+    wctl_conns_changed(w);
     worker_conn_gone(w);
 }
 
@@ -661,6 +664,8 @@ conn_payload(struct conn *c, uint8_t *p, size_t k)
             return false;
         }
     }
+    if (k == 0)
+        return true;
     if (c->msg_len + k > c->msg_cap && !conn_grow_msg(c, c->msg_len + k)) {
         c->want_teardown = true;
         return false;

@@ -21,6 +21,7 @@
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
+#include "wctl.h"
 
 #define WORKER_RBUF_SIZE (256 * 1024)
 #define WORKER_ACCEPTS_PER_WAKEUP 64
@@ -167,6 +168,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->pending);
     list_init(&w->dead);
     idmap_init(&w->ids);
+    w->chan_fd = -1;
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_size);
     w->timers = tlist_set_new(loop, tlist_expired, w);
@@ -217,6 +219,8 @@ worker_free(struct worker *w)
     }
     for (size_t i = 0; i < w->n_listeners; i++)
         ev_io_stop(w->loop, &w->listeners[i].io);
+    wctl_detach(w);
+    ev_timer_stop(w->loop, &w->drain_timer);
     for (size_t i = 0; i < w->n_routes; i++)
         apps_unload(w->routes[i].dl);
     ev_prepare_stop(w->loop, &w->prepare);
@@ -255,7 +259,7 @@ worker_on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    if (!w->stopping)
+    if (!w->stopping && !w->draining)
         worker_accepting(w, true);
 }
 
@@ -276,14 +280,39 @@ worker_refuse_full(struct worker *w, int fd)
     close(fd);
 }
 
+/*
+ * With several workers on one listening socket, one that holds clearly
+ * more than the average steps back for a moment (nginx's
+ * accept_disabled), so a burst spreads over all of them.
+ */
+static bool
+worker_over_share(struct worker *w)
+{
+    uint64_t total = 0, avg;
+
+    if (w->shm_counts == NULL || w->n_slots < 2)
+        return false;
+    for (unsigned i = 0; i < w->n_slots; i++)
+        total += w->shm_counts[i];
+    avg = total / w->n_slots;
+    return w->n_conns > avg + MAX(2, avg / 8);
+}
+
 static void
 worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct wlistener *l = container_of(io, struct wlistener, io);
     struct worker *w = l->w;
+    int budget = w->n_slots > 1 ? 4 : WORKER_ACCEPTS_PER_WAKEUP;
 
     (void)revents;
-    for (int i = 0; i < WORKER_ACCEPTS_PER_WAKEUP; i++) {
+    if (worker_over_share(w)) {
+        worker_accepting(w, false);
+        ev_timer_set(&w->accept_retry, 0.005, 0.);
+        ev_timer_start(loop, &w->accept_retry);
+        return;
+    }
+    for (int i = 0; i < budget; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
@@ -314,6 +343,24 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 /* ---- Stopping ---------------------------------------------------------- */
 
 void
+worker_stop_accepting(struct worker *w)
+{
+    worker_accepting(w, false);
+    ev_timer_stop(w->loop, &w->accept_retry);
+}
+
+void
+worker_fast_stop(struct worker *w)
+{
+    log_info("event=fast_stop open=%zu", w->n_conns);
+    w->stopping = true;
+    worker_stop_accepting(w);
+    while (!list_empty(&w->conns))
+        conn_abort(container_of(w->conns.next, struct conn, link));
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+void
 worker_conn_gone(struct worker *w)
 {
     if (w->stopping && w->n_conns == 0)
@@ -340,8 +387,7 @@ worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms)
     if (w->stopping)
         return;
     w->stopping = true;
-    worker_accepting(w, false);
-    ev_timer_stop(w->loop, &w->accept_retry);
+    worker_stop_accepting(w);
     log_info("event=shutdown open=%zu code=%u", w->n_conns, code);
     for (l = w->conns.next; l != &w->conns; l = next) {
         next = l->next;
@@ -358,12 +404,9 @@ worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     struct worker *w = s->data;
 
     (void)revents;
+    (void)loop;
     if (s->signum == SIGINT) {
-        log_info("event=fast_stop signal=INT open=%zu", w->n_conns);
-        w->stopping = true;
-        while (!list_empty(&w->conns))
-            conn_abort(container_of(w->conns.next, struct conn, link));
-        ev_break(loop, EVBREAK_ALL);
+        worker_fast_stop(w);
         return;
     }
     worker_shutdown(w, w->cfg->defaults.shutdown_close_code,

@@ -65,7 +65,19 @@ struct worker {
     size_t n_conns;
     uint32_t max_conns;
     bool stopping;
+    bool draining;
     struct worker_stats stats;
+
+    /* Under a master (wctl.c): the control channel, count reports, the
+       reload drain, and the shared per-slot connection counts that keep
+       accepting balanced (nginx's accept_disabled). */
+    int chan_fd;
+    ev_io chan_io;
+    ev_timer report_timer;
+    ev_timer drain_timer;
+    unsigned drain_ticks_left;
+    volatile uint32_t *shm_counts; /* one per slot of this generation */
+    unsigned n_slots;
 };
 
 /*
@@ -79,6 +91,10 @@ struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
 void worker_free(struct worker *w);
 /* Starts accepting and handling signals (TERM/QUIT graceful, INT fast). */
 void worker_start(struct worker *w);
+/* Stops accepting on every listener (for good, or until resumed). */
+void worker_stop_accepting(struct worker *w);
+/* INT: drop every connection without a close frame and leave the loop. */
+void worker_fast_stop(struct worker *w);
 /* Graceful stop: stop accepting, close every connection with code. */
 void worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms);
 /* The route for a request path, or NULL. */

@@ -1,0 +1,179 @@
+/*
+ * wctl.c: see wctl.h. Commands are short ASCII words; unknown ones are
+ * logged and ignored so that a newer master can talk to an older worker.
+ */
+#include "wctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "messaging.h"
+#include "worker.h"
+
+#define WCTL_REPORT_INTERVAL 0.1 /* seconds between count reports */
+#define WCTL_DRAIN_TICK 0.05     /* seconds between drain close batches */
+
+static void
+wctl_send(struct worker *w, const char *msg)
+{
+    if (w->chan_fd < 0)
+        return;
+    if (send(w->chan_fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("event=channel_send_failed error=\"%s\"", strerror(errno));
+}
+
+static void
+wctl_report(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, report_timer);
+    char msg[64];
+
+    (void)loop;
+    (void)revents;
+    snprintf(msg, sizeof(msg), "conns %zu", w->n_conns);
+    wctl_send(w, msg);
+}
+
+void
+wctl_conns_changed(struct worker *w)
+{
+    if (w->shm_counts != NULL)
+        w->shm_counts[w->slot] = (uint32_t)w->n_conns;
+    if (w->chan_fd >= 0 && !ev_is_active(&w->report_timer)) {
+        ev_timer_set(&w->report_timer, WCTL_REPORT_INTERVAL, 0.);
+        ev_timer_start(w->loop, &w->report_timer);
+    }
+}
+
+static void
+wctl_command(struct worker *w, const char *cmd)
+{
+    if (strcmp(cmd, "quit") == 0) {
+        worker_drain(w);
+    } else if (strcmp(cmd, "stop") == 0) {
+        worker_shutdown(w, w->cfg->defaults.shutdown_close_code,
+                        w->cfg->server.shutdown_timeout_ms);
+    } else if (strcmp(cmd, "fast") == 0) {
+        worker_fast_stop(w);
+    } else if (strcmp(cmd, "reopen") == 0) {
+        int rc = log_reopen(w->cfg->server.log_file);
+
+        if (rc != 0)
+            log_err("event=reopen_failed path=%s error=\"%s\"",
+                    w->cfg->server.log_file, strerror(-rc));
+    } else {
+        log_warn("event=unknown_command command=\"%.32s\"", cmd);
+    }
+}
+
+static void
+wctl_on_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = container_of(io, struct worker, chan_io);
+    char buf[128];
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    n = recv(w->chan_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* The master is gone: serve no new clients, close the rest. */
+        log_warn("event=master_gone action=stop");
+        wctl_detach(w);
+        worker_shutdown(w, w->cfg->defaults.shutdown_close_code,
+                        w->cfg->server.shutdown_timeout_ms);
+        return;
+    }
+    buf[n] = '\0';
+    wctl_command(w, buf);
+}
+
+void
+wctl_attach(struct worker *w, int fd)
+{
+    w->chan_fd = fd;
+    ev_io_init(&w->chan_io, wctl_on_read, fd, EV_READ);
+    ev_io_start(w->loop, &w->chan_io);
+    ev_init(&w->report_timer, wctl_report);
+    wctl_send(w, "ready");
+}
+
+void
+wctl_detach(struct worker *w)
+{
+    if (w->chan_fd < 0)
+        return;
+    ev_io_stop(w->loop, &w->chan_io);
+    ev_timer_stop(w->loop, &w->report_timer);
+    close(w->chan_fd);
+    w->chan_fd = -1;
+}
+
+/* ---- Drain ------------------------------------------------------------- */
+
+static void
+drain_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, drain_timer);
+    size_t batch;
+
+    (void)loop;
+    (void)revents;
+    /* Spread the 1012s so the clients do not all reconnect at once. */
+    if (w->drain_ticks_left <= 1)
+        batch = w->n_conns;
+    else
+        batch = (w->n_conns + w->drain_ticks_left - 1) / w->drain_ticks_left;
+    if (w->drain_ticks_left > 0)
+        w->drain_ticks_left--;
+    for (struct list *l = w->conns.next; l != &w->conns && batch > 0;) {
+        struct conn *c = container_of(l, struct conn, link);
+
+        l = l->next;
+        if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
+            conn_shutdown(c, 1012);
+            batch--;
+        }
+    }
+    if (w->n_conns > 0) {
+        ev_timer_set(t, WCTL_DRAIN_TICK, 0.);
+        ev_timer_start(w->loop, t);
+    }
+}
+
+void
+worker_drain(struct worker *w)
+{
+    const struct server_cfg *s = &w->cfg->server;
+
+    if (w->stopping)
+        return;
+    w->draining = true;
+    worker_stop_accepting(w);
+    log_info("event=drain open=%zu drain_timeout_ms=%u", w->n_conns,
+             s->drain_timeout_ms);
+    for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {
+        struct conn *c = container_of(l, struct conn, link);
+
+        if (c->state == CONN_OPEN)
+            messaging_enqueue(c, SOCK_INFO_DRAIN, 0, 0, NULL, NULL);
+    }
+    w->drain_ticks_left = (unsigned)(s->drain_spread_ms / 1000.0 /
+                                     WCTL_DRAIN_TICK) + 1;
+    ev_init(&w->drain_timer, drain_tick);
+    ev_timer_set(&w->drain_timer, s->drain_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->drain_timer);
+    /* The hard cap: worker_shutdown_timeout after the drain began. */
+    w->stopping = true;
+    ev_timer_set(&w->stop_timer, s->worker_shutdown_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->stop_timer);
+    worker_conn_gone(w);
+}
