@@ -29,9 +29,12 @@ p_init(sock_conn *c, void *arg, void **state)
 {
     struct probe_state *s = calloc(1, sizeof(*s));
 
+    bool stop = arg != NULL && strcmp(arg, "stop-in-init") == 0;
+
     s->generation = 1;
     *state = s;
-    if (arg != NULL && strcmp(arg, "stop-in-init") == 0)
+    free(arg); /* init owns the upgrade arg */
+    if (stop)
         return sock_stop_code(c, 4001, "init", 4);
     return SOCK_CONTINUE;
 }

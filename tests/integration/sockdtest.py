@@ -651,6 +651,20 @@ class Server:
         self._finish(self.proc.returncode)
         return self.returncode
 
+    def stop_clean(self):
+        """Stops a server the test left running and fails unless it exited
+        0 after SIGTERM: sanitizer reports (leaks included) and crashes at
+        exit count as failures."""
+        if self.proc is None or self.returncode is not None:
+            return
+        if self.proc.poll() is not None:
+            return  # died on its own: assert_alive reports that
+        rc = self.stop()
+        if rc != 0:
+            raise AssertionError("sockd exited with status %d%s after "
+                                 "SIGTERM:\n%s" % (rc, signal_name(rc),
+                                                    self.log_tail(80)))
+
     def _finish(self, rc):
         self.returncode = rc
         if self._log_text is None:
@@ -769,14 +783,11 @@ class SockdTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.server is not None:
-            rc = cls.server.stop()
-            if rc not in (0, None) and rc != -signal.SIGTERM:
-                sys.stderr.write("\n[sockdtest] %s: sockd exited with %d%s "
-                                 "after SIGTERM\n%s\n"
-                                 % (cls.__name__, rc, signal_name(rc),
-                                    cls.server.log_tail()))
-        super().tearDownClass()
+        try:
+            if cls.server is not None:
+                cls.server.stop_clean()
+        finally:
+            super().tearDownClass()
 
     def setUp(self):
         self._servers = []
@@ -803,7 +814,7 @@ class SockdTestCase(unittest.TestCase):
         s = Server(**kw)
         self._servers.append(s)
         s.start()
-        self.addCleanup(s.stop)
+        self.addCleanup(s.stop_clean)
         return s
 
     def client(self, path="/echo", server=None, **kw):
