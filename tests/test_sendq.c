@@ -157,14 +157,17 @@ fake_writev(void *ctx, const struct iovec *iov, int iovcnt)
         }
     }
     f->calls++;
-    /* Every byte offered is the next one owed, in order. */
+    /* Every byte offered is the next one owed, in order. (Plain tests:
+       in fork mode each passing ck_assert messages the parent.) */
     for (int i = 0; i < iovcnt; i++) {
-        ck_assert_uint_gt(iov[i].iov_len, 0);
-        ck_assert_uint_le(total + iov[i].iov_len, model_left(m));
-        ck_assert_msg(memcmp(iov[i].iov_base, m->exp + m->off + total,
-                             iov[i].iov_len) == 0,
-                      "iov %d differs at stream offset %llu", i,
-                      (unsigned long long)(m->base + m->off + total));
+        if (iov[i].iov_len == 0 ||
+            total + iov[i].iov_len > model_left(m))
+            ck_abort_msg("iov %d of %d: %zu bytes, %zu owed after %zu", i,
+                         iovcnt, iov[i].iov_len, model_left(m), total);
+        if (memcmp(iov[i].iov_base, m->exp + m->off + total,
+                   iov[i].iov_len) != 0)
+            ck_abort_msg("iov %d differs at stream offset %llu", i,
+                         (unsigned long long)(m->base + m->off + total));
         total += iov[i].iov_len;
     }
     if (act <= 0) {
@@ -836,7 +839,7 @@ START_TEST(test_random_partial_writes)
                 ck_assert_uint_eq(bufs[i]->refs, 1);
         }
         /* Drain a queue that grew large, as a fast peer would. */
-        if (q.bytes > (1u << 20) || m.npend > MAX_PENDING / 2) {
+        if (q.bytes > (256u << 10) || m.npend > MAX_PENDING / 2) {
             fake_script(&f, NULL, 0, ACCEPT_ALL);
             ck_assert_int_eq(flush_checked(&q, &f, INT_MAX), 0);
         }

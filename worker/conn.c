@@ -213,6 +213,7 @@ conn_free(struct conn *c)
     free(c->peer);
     free(c->subprotocol);
     free(c->peer_reason);
+    free(c->stop_reason);
     free(c);
 }
 
@@ -1194,9 +1195,10 @@ op_stop(sock_conn *sc, uint16_t code, const char *reason, size_t len,
     (void)err; /* 1011 is what marks an app error */
     c->stop_recorded = true;
     c->stop_code = code;
-    c->stop_reason_len = (uint8_t)len;
-    if (len > 0)
+    if (len > 0 && (c->stop_reason = malloc(len)) != NULL) {
         memcpy(c->stop_reason, reason, len);
+        c->stop_reason_len = (uint8_t)len;
+    }
     if (!c->in_cb) {
         /* Outside a handler (a timer): close now, settle at the loop. */
         conn_after_app(c, SOCK_STOP);

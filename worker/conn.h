@@ -90,7 +90,7 @@ struct conn {
     size_t peer_reason_len;
     uint16_t stop_code;
     uint8_t stop_reason_len;
-    char stop_reason[124];
+    char *stop_reason;           /* malloc'd when an app stops with one */
 
     bool stop_recorded;
     bool in_cb;
