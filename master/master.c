@@ -8,6 +8,8 @@
 #include "master.h"
 
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -310,6 +312,30 @@ child_close_fds(const int *keep, size_t nkeep)
 
 static void master_stop_watchers(struct master *m);
 
+/* Workers drop root for `user =`; the master keeps it to bind and to
+   re-read root-only files on reload. */
+static int
+child_drop_privileges(const struct config *cfg)
+{
+    const char *user = cfg->server.user;
+    struct passwd *pw;
+
+    if (user == NULL || geteuid() != 0)
+        return 0;
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        log_err("event=user_unknown user=%s", user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+        setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        log_err("event=setuid_failed user=%s error=\"%s\"", user,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* The child side of a fork: a fresh loop, then the worker (DESIGN §4.4). */
 static void __attribute__((noreturn))
 child_run(struct master *m, struct generation *g, int slot, int chan)
@@ -336,6 +362,8 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
     log_set_role("worker", slot);
+    if (child_drop_privileges(g->cfg) != 0)
+        _exit(78);
     loop = ev_default_loop(EVFLAG_AUTO);
     w = loop ? worker_new(loop, g->cfg, keep, g->id, (uint8_t)slot, err,
                           sizeof(err))
@@ -1062,8 +1090,8 @@ ctl_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 static int
-ctl_listen(struct master *m, const char *runtime_dir, char *err,
-           size_t errlen)
+ctl_listen(struct master *m, const char *runtime_dir, const char *user,
+           char *err, size_t errlen)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int fd, probe;
@@ -1073,6 +1101,18 @@ ctl_listen(struct master *m, const char *runtime_dir, char *err,
         snprintf(err, errlen, "cannot create runtime_dir %s: %s",
                  runtime_dir, strerror(errno));
         return -1;
+    }
+    if (user != NULL && geteuid() == 0) {
+        struct passwd *pw = getpwnam(user);
+
+        if (pw == NULL) {
+            snprintf(err, errlen, "user %s does not exist", user);
+            return -1;
+        }
+        /* Workers create their bus sockets here. */
+        if (chown(runtime_dir, pw->pw_uid, pw->pw_gid) != 0)
+            log_warn("event=chown_failed path=%s error=\"%s\"", runtime_dir,
+                     strerror(errno));
     }
     ctl_path(runtime_dir, m->ctl_sock, sizeof(m->ctl_sock));
     if (strlen(m->ctl_sock) >= sizeof(sa.sun_path)) {
@@ -1210,7 +1250,8 @@ master_run(const char *cfg_path, const struct config *first)
         return 1;
     }
     ev_set_userdata(m.loop, &m);
-    if (ctl_listen(&m, first->server.runtime_dir, err, sizeof(err)) != 0) {
+    if (ctl_listen(&m, first->server.runtime_dir, first->server.user, err,
+                   sizeof(err)) != 0) {
         fprintf(stderr, "sockd: %s\n", err);
         m.shm = NULL;
         return 1;
