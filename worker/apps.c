@@ -9,6 +9,7 @@
 
 extern const sock_app sock_example_echo;
 extern const sock_app sock_example_ticker;
+extern const sock_app sock_example_chat;
 
 static const struct {
     const char *name;
@@ -16,6 +17,7 @@ static const struct {
 } builtins[] = {
     { "echo", &sock_example_echo },
     { "ticker", &sock_example_ticker },
+    { "chat", &sock_example_chat },
 };
 
 static int
@@ -49,7 +51,7 @@ apps_load(const char *spec, const sock_app **app, void **dl, char *err,
             }
         }
         snprintf(err, errlen,
-                 "unknown app \"%s\" (built-ins: echo, ticker; a module is "
+                 "unknown app \"%s\" (built-ins: echo, ticker, chat; a module is "
                  "given by a path containing '/')", spec);
         return -1;
     }

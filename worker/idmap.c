@@ -6,10 +6,14 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* Fibonacci hashing: the high bits of the product, so keys that differ
+   by a multiple of the table size still spread. */
 static size_t
 slot_of(uint32_t key, size_t cap)
 {
-    return (size_t)(key * 2654435761u) & (cap - 1);
+    uint64_t h = (uint64_t)key * 11400714819323198485ULL;
+
+    return (size_t)(h >> (64 - __builtin_ctzll(cap)));
 }
 
 void

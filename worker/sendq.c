@@ -99,10 +99,47 @@ copy_in(struct sendq *q, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Undoes appends after a failure so no half frame is ever queued. */
+struct sendq_mark {
+    struct sendq_seg *tail;
+    size_t tail_len;
+    size_t bytes;
+};
+
+static struct sendq_mark
+mark(const struct sendq *q)
+{
+    struct sendq_mark m = { q->tail, q->tail ? q->tail->len : 0, q->bytes };
+
+    return m;
+}
+
+static void
+rollback(struct sendq *q, struct sendq_mark m)
+{
+    struct sendq_seg *s = m.tail ? m.tail->next : q->head;
+
+    while (s != NULL) {
+        struct sendq_seg *next = s->next;
+
+        seg_free(s);
+        s = next;
+    }
+    if (m.tail != NULL) {
+        m.tail->next = NULL;
+        m.tail->len = m.tail_len;
+    } else {
+        q->head = NULL;
+    }
+    q->tail = m.tail;
+    q->bytes = m.bytes;
+}
+
 int
 sendq_append(struct sendq *q, const void *hdr, size_t hlen, const void *data,
              size_t len)
 {
+    struct sendq_mark m = mark(q);
     struct sendq_seg *t = q->tail;
     int rc;
 
@@ -124,23 +161,30 @@ sendq_append(struct sendq *q, const void *hdr, size_t hlen, const void *data,
     rc = copy_in(q, hdr, hlen);
     if (rc == 0 && len > 0)
         rc = copy_in(q, data, len);
+    if (rc != 0)
+        rollback(q, m);
     return rc;
 }
 
 int
 sendq_append_buf(struct sendq *q, const void *hdr, size_t hlen, sock_buf *b)
 {
+    struct sendq_mark m = mark(q);
     struct sendq_seg *s;
     int rc;
 
     if (b->len < 256) /* cheaper to copy than to reference */
         return sendq_append(q, hdr, hlen, b->data, b->len);
     rc = copy_in(q, hdr, hlen);
-    if (rc != 0)
+    if (rc != 0) {
+        rollback(q, m);
         return rc;
+    }
     s = seg_new(0);
-    if (s == NULL)
+    if (s == NULL) {
+        rollback(q, m);
         return -ENOMEM;
+    }
     s->buf = sock_buf_ref(b);
     s->len = b->len;
     seg_link(q, s);

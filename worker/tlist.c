@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define TLIST_EXPIRE_BATCH 256
 
@@ -27,6 +28,21 @@ struct tlist_set {
 };
 
 static void tlist_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+/*
+ * Stamps come from the monotonic clock, like libev's own timers: ev_now()
+ * follows the wall clock, and a clock step must not expire or stall every
+ * timeout. (The coarse clock would be cheaper but ticks in 4 ms steps,
+ * which makes timeouts fire early.)
+ */
+static ev_tstamp
+mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (ev_tstamp)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 struct tlist_set *
 tlist_set_new(struct ev_loop *loop, tlist_expire_fn fn, void *ctx)
@@ -93,7 +109,7 @@ tlist_schedule(struct tlist *l)
     if (ev_is_active(&l->timer) || list_empty(&l->members))
         return;
     first = container_of(l->members.next, struct tnode, link);
-    after = first->stamp + l->timeout - ev_now(l->set->loop);
+    after = first->stamp + l->timeout - mono_now();
     ev_timer_set(&l->timer, after > 0 ? after : 0, 0.);
     ev_timer_start(l->set->loop, &l->timer);
 }
@@ -110,7 +126,7 @@ tlist_arm(struct tlist_set *s, struct tnode *n, uint32_t ms)
     if (l == NULL)
         return -ENOMEM;
     n->owner = l;
-    n->stamp = ev_now(s->loop);
+    n->stamp = mono_now();
     list_insert_tail(&l->members, &n->link);
     tlist_schedule(l);
     return 0;
@@ -123,7 +139,7 @@ tlist_touch(struct tlist_set *s, struct tnode *n)
 
     if (l == NULL)
         return;
-    n->stamp = ev_now(s->loop);
+    n->stamp = mono_now();
     /* The timer keeps its deadline: when it fires for a member that moved,
        it re-arms for the new oldest (the lazy part). */
     list_remove(&n->link);
@@ -144,15 +160,17 @@ tlist_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct tlist *l = container_of(w, struct tlist, timer);
     struct tlist_set *s = l->set;
-    ev_tstamp now = ev_now(loop);
+    ev_tstamp now = mono_now();
+    /* Slack for an early wake, never as much as the timeout itself. */
+    ev_tstamp slack = MIN(0.001, l->timeout / 2);
 
+    (void)loop;
     (void)revents;
     for (int i = 0; i < TLIST_EXPIRE_BATCH && !list_empty(&l->members);
          i++) {
         struct tnode *n = container_of(l->members.next, struct tnode, link);
 
-        /* 1 ms of slack: libev may wake a hair early. */
-        if (n->stamp + l->timeout > now + 0.001)
+        if (n->stamp + l->timeout > now + slack)
             break;
         list_remove(&n->link);
         n->owner = NULL;
