@@ -132,6 +132,7 @@ static const struct key keys[] = {
     LSN("tls_certificate", tls_certificate, KT_STRING, 0, 0),
     LSN("tls_key", tls_key, KT_STRING, 0, 0),
     RTE("app", app, KT_STRING, 0, 0),
+    RTE("static_dir", static_dir, KT_STRING, 0, 0),
     OPT("idle_timeout", idle_timeout_ms, KT_DURATION, 0, MS_MAX),
     OPT("close_timeout", close_timeout_ms, KT_DURATION, 1, MS_MAX),
     /* Control frames carry up to 125 bytes and must always fit. */
@@ -1435,6 +1436,7 @@ config_free(struct config *c)
     for (size_t i = 0; i < c->n_routes; i++) {
         free(c->routes[i].path);
         free(c->routes[i].app);
+        free(c->routes[i].static_dir);
         route_opts_destroy(&c->routes[i].opts);
     }
     free(c->listeners);

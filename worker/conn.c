@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "messaging.h"
+#include "static.h"
 #include "utf8.h"
 #include "wctl.h"
 #include "worker.h"
@@ -777,14 +778,21 @@ conn_frames(struct conn *c, uint8_t *p, size_t n)
 /* ---- The upgrade ------------------------------------------------------- */
 
 static void
-conn_http_error(struct conn *c, int status, const char *body)
+conn_http_error(struct conn *c, int status, const char *why)
 {
+    char body[256];
     size_t len;
-    char *resp = ws_response_error(status, body, &len);
+    char *resp;
+
+    /* Reasons are log-friendly single lines; the body ends with \n. */
+    if (why != NULL)
+        snprintf(body, sizeof(body), "%s%s", why,
+                 why[0] && why[strlen(why) - 1] == '\n' ? "" : "\n");
+    resp = ws_response_error(status, why ? body : NULL, &len);
 
     c->w->stats.handshake_failed++;
     log_debug("event=handshake_refused peer=%s status=%d reason=\"%s\"",
-              c->peer, status, body ? body : "");
+              c->peer, status, why ? why : "");
     if (resp != NULL) {
         sendq_append(&c->sq, NULL, 0, resp, len);
         free(resp);
@@ -878,6 +886,50 @@ conn_open(struct conn *c, const struct sock_request *r,
     conn_after_app(c, ret);
 }
 
+/*
+ * A plain (non-upgrade) request for a route's static files: PATH itself
+ * serves index.html, PATH/NAME serves NAME. Returns true if answered.
+ */
+static bool
+conn_static(struct conn *c, const struct sock_request *r)
+{
+    struct worker *w = c->w;
+    const char *rel = NULL, *root = NULL;
+    size_t len;
+    int status;
+    char *resp;
+
+    if (ws_request_has_token(r, "Upgrade", "websocket", true))
+        return false;
+    for (size_t i = 0; i < w->n_routes && root == NULL; i++) {
+        const struct route *rt = w->routes[i].cfg;
+        size_t n = strlen(rt->path);
+
+        if (rt->static_dir == NULL || strncmp(r->path, rt->path, n) != 0)
+            continue;
+        if (r->path[n] == '\0')
+            rel = "";
+        else if (r->path[n] == '/' || rt->path[n - 1] == '/')
+            rel = r->path + n + (r->path[n] == '/');
+        else
+            continue;
+        root = rt->static_dir;
+    }
+    if (root == NULL)
+        return false;
+    resp = static_response(root, rel, r->method, &len, &status);
+    log_debug("event=static peer=%s path=%s status=%d", c->peer, r->path,
+              status);
+    if (resp != NULL) {
+        sendq_append(&c->sq, NULL, 0, resp, len);
+        free(resp);
+    }
+    c->state = CONN_FINISH;
+    tlist_arm(w->timers, &c->tn, close_timeout_ms(c));
+    conn_want_flush(c);
+    return true;
+}
+
 /* Decides a complete request head: an HTTP error or the upgrade. */
 static void
 conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
@@ -890,17 +942,21 @@ conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
     status = ws_request_parse(&r, head, len, c->w->cfg->server.max_headers);
     r.peer = c->peer;
     r.tls = false;
+    if (status == 0 && conn_static(c, &r)) {
+        ws_request_destroy(&r);
+        return;
+    }
     if (status == 0) {
         c->route = worker_route_find(c->w, r.path);
         if (c->route == NULL) {
             status = 404;
-            why = "no WebSocket route at this path\n";
+            why = "no WebSocket route at this path";
         }
     }
     if (status == 0 && (status = ws_request_validate(&r, &why)) == 0 &&
         !origin_allowed(conn_opts(c), &r)) {
         status = 403;
-        why = "origin not allowed\n";
+        why = "origin not allowed";
     }
     if (status != 0) {
         c->route = NULL;
@@ -950,7 +1006,7 @@ conn_handshake(struct conn *c, const uint8_t *p, size_t n)
         return n;
     }
     if (hl <= 0) {
-        conn_http_error(c, 431, "request head too large\n");
+        conn_http_error(c, 431, "request head too large");
         return n;
     }
     used = (size_t)hl - c->head_len;

@@ -42,6 +42,7 @@ struct route_opts {
 struct route {
     char *path;      /* "/echo": exact match on the request path */
     char *app;       /* built-in name, or a path to a module (contains '/') */
+    char *static_dir; /* plain GETs of PATH and PATH/FILE serve files here */
     int line;        /* where [route ...] stood, for messages */
     int app_line;    /* where app = stood */
     struct route_opts opts;
