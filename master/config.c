@@ -94,6 +94,8 @@ enum key_scope {
     SC_LISTEN = 2,  /* [listen]: struct listener_cfg */
     SC_ROUTE = 4,   /* [route]: struct route */
     SC_OPTS = 8,    /* [route], or [server] as a default: struct route_opts */
+    SC_ADMIN = 16,  /* [admin]: struct admin_cfg */
+    SC_REDIS = 32,  /* [redis]: struct redis_cfg */
 };
 
 struct key {
@@ -110,6 +112,8 @@ struct key {
 #define LSN(n, m, t, lo, hi) K(SC_LISTEN, struct listener_cfg, n, m, t, lo, hi)
 #define RTE(n, m, t, lo, hi) K(SC_ROUTE, struct route, n, m, t, lo, hi)
 #define OPT(n, m, t, lo, hi) K(SC_OPTS, struct route_opts, n, m, t, lo, hi)
+#define ADM(n, m, t, lo, hi) K(SC_ADMIN, struct admin_cfg, n, m, t, lo, hi)
+#define RDS(n, m, t, lo, hi) K(SC_REDIS, struct redis_cfg, n, m, t, lo, hi)
 
 static const struct key keys[] = {
     SRV("workers", workers, KT_WORKERS, 0, 256),
@@ -161,11 +165,17 @@ static const struct key keys[] = {
     OPT("compress_threshold", compress_threshold, KT_SIZE32, 0, UINT32_MAX),
     OPT("allowed_origins", allowed_origins, KT_ORIGINS, 0, 0),
     OPT("subprotocols", subprotocols, KT_TOKENS, 0, 0),
+    ADM("listen", listen, KT_STRING, 0, 0),
+    RDS("address", address, KT_STRING, 0, 0),
+    RDS("prefix", prefix, KT_STRING, 0, 0),
 };
 
 #define N_KEYS ARRAY_SIZE(keys)
 
-enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_LISTEN, SEC_ROUTE };
+enum section {
+    SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_LISTEN, SEC_ROUTE, SEC_ADMIN,
+    SEC_REDIS,
+};
 
 /* Whether an indented line without '=' continues the key above it. */
 enum cont {
@@ -207,6 +217,8 @@ struct parser {
     const struct key *cont_key;
     int server_line;            /* of the first [server], 0 if none */
     struct seen server_seen;
+    struct seen admin_seen;
+    struct seen redis_seen;
     struct seen *listen_seen;   /* parallel to cfg->listeners */
     struct seen *route_seen;    /* parallel to cfg->routes */
     struct perr *errs;
@@ -807,6 +819,10 @@ section_label(struct parser *p, char *buf, size_t n)
         snprintf(buf, n, "[listen %s]", p->cfg->listeners[p->cur].address);
     else if (p->sec == SEC_ROUTE)
         snprintf(buf, n, "[route %s]", p->cfg->routes[p->cur].path);
+    else if (p->sec == SEC_ADMIN)
+        snprintf(buf, n, "[admin]");
+    else if (p->sec == SEC_REDIS)
+        snprintf(buf, n, "[redis]");
     else
         snprintf(buf, n, "[server]");
     return buf;
@@ -822,6 +838,24 @@ open_server(struct parser *p, const char *arg)
     p->sec = SEC_SERVER;
     if (p->server_line == 0)
         p->server_line = p->line;
+}
+
+/* [admin] and [redis]: no argument, once. */
+static void
+open_single(struct parser *p, const char *arg, enum section sec,
+            const char *label, int *line)
+{
+    if (*arg != '\0') {
+        report(p, p->line, "%s takes no argument, found '%s'", label, arg);
+        return;
+    }
+    if (*line != 0) {
+        report(p, p->line, "duplicate %s section (first at line %d)", label,
+               *line);
+        return;
+    }
+    *line = p->line;
+    p->sec = sec;
 }
 
 /* "*:80" is "0.0.0.0:80"; unparsable addresses compare as written. */
@@ -963,9 +997,13 @@ section_header(struct parser *p, char *s)
         open_listen(p, arg);
     else if (strcmp(name, "route") == 0)
         open_route(p, arg);
+    else if (strcmp(name, "admin") == 0)
+        open_single(p, arg, SEC_ADMIN, "[admin]", &p->cfg->admin.line);
+    else if (strcmp(name, "redis") == 0)
+        open_single(p, arg, SEC_REDIS, "[redis]", &p->cfg->redis.line);
     else
         report(p, p->line, "unknown section [%s]: expected [server], "
-               "[listen ADDRESS] or [route PATH]", name);
+               "[listen ADDRESS], [route PATH], [admin] or [redis]", name);
 }
 
 /* Keys */
@@ -980,9 +1018,22 @@ section_scope(enum section s)
         return SC_LISTEN;
     case SEC_ROUTE:
         return SC_ROUTE | SC_OPTS;
+    case SEC_ADMIN:
+        return SC_ADMIN;
+    case SEC_REDIS:
+        return SC_REDIS;
     default:
         return 0;
     }
+}
+
+static size_t
+key_index(const char *name, unsigned scope)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if ((keys[i].scope & scope) && strcmp(keys[i].name, name) == 0)
+            return i;
+    return 0;
 }
 
 static const struct key *
@@ -1005,6 +1056,10 @@ key_base(struct parser *p, const struct key *k)
     if (p->sec == SEC_ROUTE)
         return k->scope == SC_ROUTE ? (void *)&c->routes[p->cur] :
                (void *)&c->routes[p->cur].opts;
+    if (p->sec == SEC_ADMIN)
+        return &c->admin;
+    if (p->sec == SEC_REDIS)
+        return &c->redis;
     return k->scope == SC_SERVER ? (void *)&c->server : (void *)&c->defaults;
 }
 
@@ -1015,6 +1070,10 @@ current_seen(struct parser *p)
         return &p->listen_seen[p->cur];
     if (p->sec == SEC_ROUTE)
         return &p->route_seen[p->cur];
+    if (p->sec == SEC_ADMIN)
+        return &p->admin_seen;
+    if (p->sec == SEC_REDIS)
+        return &p->redis_seen;
     return &p->server_seen;
 }
 
@@ -1024,9 +1083,10 @@ unknown_key(struct parser *p, const char *name)
     static const char *const homes[] = {
         [SC_SERVER] = "[server]", [SC_LISTEN] = "[listen ADDRESS]",
         [SC_ROUTE] = "[route PATH]", [SC_OPTS] = "[route PATH] or [server]",
+        [SC_ADMIN] = "[admin]", [SC_REDIS] = "[redis]",
     };
     const struct key *k = find_key(name, SC_SERVER | SC_LISTEN | SC_ROUTE |
-                                   SC_OPTS);
+                                   SC_OPTS | SC_ADMIN | SC_REDIS);
     char label[256];
 
     section_label(p, label, sizeof(label));
@@ -1341,6 +1401,30 @@ finish_listener(struct parser *p, const struct listener_cfg *l)
 }
 
 static void
+finish_admin_redis(struct parser *p)
+{
+    struct config *c = p->cfg;
+
+    if (c->admin.line != 0 && c->admin.listen == NULL)
+        report(p, c->admin.line, "[admin] needs listen = ADDRESS:PORT");
+    if (c->admin.listen != NULL &&
+        config_parse_address(c->admin.listen, &c->admin.l) != 0)
+        report(p, p->admin_seen.line[key_index("listen", SC_ADMIN)],
+               "bad [admin] listen address '%s': expected IPV4:PORT, "
+               "[IPV6]:PORT or *:PORT", c->admin.listen);
+    for (size_t i = 0; c->admin.listen != NULL && i < c->n_listeners; i++)
+        if (c->admin.l.addrlen == c->listeners[i].addrlen &&
+            memcmp(&c->admin.l.addr, &c->listeners[i].addr,
+                   c->admin.l.addrlen) == 0)
+            report(p, c->admin.line, "[admin] listen %s is also a [listen] "
+                   "address", c->admin.listen);
+    if (c->redis.line != 0 && c->redis.address == NULL)
+        report(p, c->redis.line, "[redis] needs address = HOST:PORT");
+    if (c->redis.address != NULL && c->redis.prefix == NULL)
+        c->redis.prefix = strdup("sock:");
+}
+
+static void
 finish(struct parser *p)
 {
     struct config *c = p->cfg;
@@ -1358,6 +1442,7 @@ finish(struct parser *p)
         check_watermarks(p, &c->defaults, p->server_line, "[server]");
     for (size_t i = 0; i < c->n_routes; i++)
         finish_route(p, i);
+    finish_admin_redis(p);
 }
 
 /* Entry points */
@@ -1442,6 +1527,9 @@ config_free(struct config *c)
     free(c->listeners);
     free(c->routes);
     route_opts_destroy(&c->defaults);
+    free(c->admin.listen);
+    free(c->redis.address);
+    free(c->redis.prefix);
     free(c->server.runtime_dir);
     free(c->server.user);
     free(c->server.log_file);

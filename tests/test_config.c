@@ -375,8 +375,16 @@ static const struct {
     const char *prefix;
     const char *phrase;
 } bad[] = {
-    { HEAD "[admin]\n", "t.conf:4: ", "unknown section [admin]: expected" },
-    { HEAD "[redis]\nurl = x\n", "t.conf:4: ", "unknown section [redis]" },
+    { HEAD "[admin]\n", "t.conf:4: ", "[admin] needs listen = ADDRESS:PORT" },
+    { HEAD "[redis]\naddress = 127.0.0.1:6379\nurl = x\n", "t.conf:6: ",
+      "unknown key 'url' in [redis]" },
+    { HEAD "[redis]\n", "t.conf:4: ", "[redis] needs address = HOST:PORT" },
+    { HEAD "[admin]\nlisten = nowhere\n", "t.conf:5: ",
+      "bad [admin] listen address 'nowhere'" },
+    { HEAD "[admin]\nlisten = 127.0.0.1:1\n[admin]\n", "t.conf:6: ",
+      "duplicate [admin] section (first at line 4)" },
+    { HEAD "[admin x]\n", "t.conf:4: ", "[admin] takes no argument" },
+    { HEAD "[nosuch]\n", "t.conf:4: ", "unknown section [nosuch]: expected" },
     { HEAD "[server]\nwrkers = 2\n", "t.conf:5: ",
       "unknown key 'wrkers' in [server]" },
     { HEAD "backlog = 5\n", "t.conf:4: ",
@@ -539,7 +547,7 @@ START_TEST(test_several_errors)
         "bogus = 1\n"                 /* 3 */
         "[route /a]\n"                /* 4: no app, reported at the end */
         "compress = sometimes\n"      /* 5 */
-        "[admin]\n"                   /* 6 */
+        "[nosuch]\n"                  /* 6 */
         "port = 1\n"                  /* 7: ignored in an unknown section */
         "[route /a]\n"                /* 8 */
         "[server]\n"                  /* 9 */
@@ -552,8 +560,8 @@ START_TEST(test_several_errors)
         "app = /path/to/module.so\n"
         "t.conf:5: bad value 'sometimes' for compress: expected on or off "
         "(also yes/no, true/false, 1/0)\n"
-        "t.conf:6: unknown section [admin]: expected [server], "
-        "[listen ADDRESS] or [route PATH]\n"
+        "t.conf:6: unknown section [nosuch]: expected [server], "
+        "[listen ADDRESS], [route PATH], [admin] or [redis]\n"
         "t.conf:8: duplicate [route /a]: the path is already on line 4\n"
         "t.conf: no [listen ADDRESS] section: nothing to listen on\n";
     char *e = parse_bad(text);

@@ -76,8 +76,24 @@ struct server_cfg {
     uint32_t worker_shutdown_timeout_ms; /* 60 s */
 };
 
+/* [admin]: the operators' HTTP endpoint (off unless listen is set). */
+struct admin_cfg {
+    char *listen;                  /* "127.0.0.1:9090" */
+    struct listener_cfg l;         /* listen, parsed */
+    int line;
+};
+
+/* [redis]: the bridge between machines (off unless address is set). */
+struct redis_cfg {
+    char *address;                 /* "127.0.0.1:6379" */
+    char *prefix;                  /* channel prefix, "sock:" */
+    int line;
+};
+
 struct config {
     char *path;
+    struct admin_cfg admin;
+    struct redis_cfg redis;
     struct server_cfg server;
     struct route_opts defaults;    /* [server]-level route options */
     struct listener_cfg *listeners;
