@@ -61,6 +61,19 @@ check_apps(const struct config *cfg)
 static int
 open_listeners(const struct config *cfg, int *fds)
 {
+    if (cfg->admin.listen != NULL) {
+        int fd = worker_listen(&cfg->admin.l);
+        char name[80];
+
+        if (fd < 0) {
+            fprintf(stderr, "%s:%d: cannot listen on %s: %s\n", cfg->path,
+                    cfg->admin.line, cfg->admin.listen, strerror(-fd));
+            return -1;
+        }
+        fds[cfg->n_listeners] = fd;
+        worker_sockname(fd, name, sizeof(name));
+        log_info("event=listening addr=%s role=admin", name);
+    }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct listener_cfg *l = &cfg->listeners[i];
         char name[80];
@@ -86,7 +99,7 @@ run_single(const struct config *cfg)
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct worker *w;
     char err[1024];
-    int *fds = calloc(cfg->n_listeners, sizeof(int));
+    int *fds = calloc(cfg->n_listeners + 1, sizeof(int));
 
     if (loop == NULL || fds == NULL) {
         fprintf(stderr, "sockd: cannot create the event loop\n");
@@ -108,14 +121,14 @@ run_single(const struct config *cfg)
     ev_run(loop, 0);
     log_info("event=exit accepted=%llu opened=%llu closed=%llu "
              "msgs_in=%llu msgs_out=%llu handshake_failed=%llu",
-             (unsigned long long)w->stats.accepted,
-             (unsigned long long)w->stats.opened,
-             (unsigned long long)w->stats.closed,
-             (unsigned long long)w->stats.msgs_in,
-             (unsigned long long)w->stats.msgs_out,
-             (unsigned long long)w->stats.handshake_failed);
+             (unsigned long long)w->stats->accepted,
+             (unsigned long long)w->stats->opened,
+             (unsigned long long)w->stats->closed,
+             (unsigned long long)w->stats->msgs_in,
+             (unsigned long long)w->stats->msgs_out,
+             (unsigned long long)w->stats->handshake_failed);
     worker_free(w);
-    for (size_t i = 0; i < cfg->n_listeners; i++)
+    for (size_t i = 0; i < cfg->n_listeners + (cfg->admin.listen != NULL); i++)
         close(fds[i]);
     free(fds);
     return 0;

@@ -104,6 +104,7 @@ struct master {
     struct mlisten *listens;
     uint8_t last_gen;
     volatile uint32_t *shm;   /* MAX_GENERATIONS x MAX_SLOTS counts */
+    struct worker_stats *stats; /* MAX_GENERATIONS x MAX_SLOTS, shared */
     int ctl_fd;
     char ctl_sock[108];
     ev_io ctl_io;
@@ -163,56 +164,73 @@ mlisten_find(struct master *m, const struct listener_cfg *l)
     return NULL;
 }
 
+/* Opens l's socket(s) if not open yet (want of them); marks it used. */
+static int
+listen_prepare_one(struct master *m, const struct config *cfg,
+                   const struct listener_cfg *l, int want, int line,
+                   const char *address, char *err, size_t errlen)
+{
+    struct mlisten *ml = mlisten_find(m, l);
+
+    if (ml == NULL) {
+        ml = calloc(1, sizeof(*ml));
+        if (ml == NULL)
+            return -ENOMEM;
+        ml->addr = l->addr;
+        ml->addrlen = l->addrlen;
+        ml->reuseport = l->reuseport;
+        ml->next = m->listens;
+        m->listens = ml;
+    }
+    ml->used = true;
+    if (ml->nfds >= want)
+        return 0;
+    int *fds = realloc(ml->fds, (size_t)want * sizeof(int));
+
+    if (fds == NULL)
+        return -ENOMEM;
+    ml->fds = fds;
+    for (; ml->nfds < want; ml->nfds++) {
+        int fd = l->reuseport ? -1 : take_activated(m, l);
+        char name[80];
+
+        if (fd < 0)
+            fd = worker_listen(l);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s:%d: cannot listen on %s: %s",
+                     cfg->path, line, address, strerror(-fd));
+            return fd;
+        }
+        ml->fds[ml->nfds] = fd;
+        if (ml->nfds == 0) {
+            worker_sockname(fd, name, sizeof(name));
+            log_info("event=listening addr=%s reuseport=%s", name,
+                     l->reuseport ? "on" : "off");
+        }
+    }
+    return 0;
+}
+
 /* Opens what cfg needs that is not open yet; marks what it uses. */
 static int
 listens_prepare(struct master *m, const struct config *cfg, int nworkers,
                 char *err, size_t errlen)
 {
+    int rc;
+
     for (struct mlisten *ml = m->listens; ml != NULL; ml = ml->next)
         ml->used = false;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct listener_cfg *l = &cfg->listeners[i];
-        struct mlisten *ml = mlisten_find(m, l);
-        int want = l->reuseport ? nworkers : 1;
 
-        if (ml == NULL) {
-            ml = calloc(1, sizeof(*ml));
-            if (ml == NULL)
-                return -ENOMEM;
-            ml->addr = l->addr;
-            ml->addrlen = l->addrlen;
-            ml->reuseport = l->reuseport;
-            ml->next = m->listens;
-            m->listens = ml;
-        }
-        ml->used = true;
-        if (ml->nfds < want) {
-            int *fds = realloc(ml->fds, (size_t)want * sizeof(int));
-
-            if (fds == NULL)
-                return -ENOMEM;
-            ml->fds = fds;
-            for (; ml->nfds < want; ml->nfds++) {
-                int fd = l->reuseport ? -1 : take_activated(m, l);
-
-                if (fd < 0)
-                    fd = worker_listen(l);
-                if (fd < 0) {
-                    snprintf(err, errlen, "%s:%d: cannot listen on %s: %s",
-                             cfg->path, l->line, l->address, strerror(-fd));
-                    return fd;
-                }
-                ml->fds[ml->nfds] = fd;
-                if (ml->nfds == 0) {
-                    char name[80];
-
-                    worker_sockname(fd, name, sizeof(name));
-                    log_info("event=listening addr=%s reuseport=%s", name,
-                             l->reuseport ? "on" : "off");
-                }
-            }
-        }
+        rc = listen_prepare_one(m, cfg, l, l->reuseport ? nworkers : 1,
+                                l->line, l->address, err, errlen);
+        if (rc != 0)
+            return rc;
     }
+    if (cfg->admin.listen != NULL)
+        return listen_prepare_one(m, cfg, &cfg->admin.l, 1, cfg->admin.line,
+                                  cfg->admin.listen, err, errlen);
     return 0;
 }
 
@@ -238,15 +256,21 @@ listens_prune(struct master *m)
     }
 }
 
-/* The listening fds a worker of g in slot uses, in config order. */
-static void
+/* The listening fds a worker of g in slot uses, in config order, then the
+   admin one; returns how many. */
+static size_t
 gen_fds_for_slot(struct master *m, struct generation *g, int slot, int *out)
 {
+    size_t n = 0;
+
     for (size_t i = 0; i < g->cfg->n_listeners; i++) {
         struct mlisten *ml = mlisten_find(m, &g->cfg->listeners[i]);
 
-        out[i] = ml->reuseport ? ml->fds[slot % ml->nfds] : ml->fds[0];
+        out[n++] = ml->reuseport ? ml->fds[slot % ml->nfds] : ml->fds[0];
     }
+    if (g->cfg->admin.listen != NULL)
+        out[n++] = mlisten_find(m, &g->cfg->admin.l)->fds[0];
+    return n;
 }
 
 /* ---- Generations and workers ------------------------------------------- */
@@ -340,8 +364,8 @@ child_drop_privileges(const struct config *cfg)
 static void __attribute__((noreturn))
 child_run(struct master *m, struct generation *g, int slot, int chan)
 {
-    size_t nl = g->cfg->n_listeners;
-    int *keep = calloc(nl + 1, sizeof(int));
+    size_t nl;
+    int *keep = calloc(g->cfg->n_listeners + 2, sizeof(int));
     struct ev_loop *loop;
     struct worker *w;
     char err[1024];
@@ -351,7 +375,7 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
         _exit(70);
     master_stop_watchers(m);
     ev_loop_destroy(EV_DEFAULT);
-    gen_fds_for_slot(m, g, slot, keep);
+    nl = gen_fds_for_slot(m, g, slot, keep);
     keep[nl] = chan;
     child_close_fds(keep, nl + 1);
     unsetenv("LISTEN_PID");
@@ -375,14 +399,16 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     }
     w->shm_counts = g->shm;
     w->n_slots = (unsigned)g->n;
+    worker_share_stats(w, m->stats, MAX_GENERATIONS * MAX_SLOTS,
+                       (size_t)g->row * MAX_SLOTS + (size_t)slot);
     worker_start(w);
     wctl_attach(w, chan);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     ev_run(loop, 0);
     log_info("event=worker_exit generation=%u accepted=%llu opened=%llu",
-             g->id, (unsigned long long)w->stats.accepted,
-             (unsigned long long)w->stats.opened);
+             g->id, (unsigned long long)w->stats->accepted,
+             (unsigned long long)w->stats->opened);
     worker_free(w);
     _exit(0);
 }
@@ -475,6 +501,8 @@ gen_new(struct master *m, struct config *cfg)
     }
     g->row = row;
     g->shm = m->shm + (size_t)row * MAX_SLOTS;
+    memset(&m->stats[(size_t)row * MAX_SLOTS], 0,
+           MAX_SLOTS * sizeof(*m->stats));
     for (int i = 0; i < MAX_SLOTS; i++)
         g->shm[i] = 0;
     for (int i = 0; i < g->n; i++) {
@@ -774,6 +802,8 @@ wproc_exited(struct master *m, struct wproc *w, int status)
         w->chan = -1;
     }
     g->shm[w->slot] = 0;
+    /* Its counters stay for /metrics; its gauges die with it. */
+    m->stats[(size_t)g->row * MAX_SLOTS + (size_t)w->slot].open = 0;
     if (m->stopping || g->draining || (clean && g != m->active))
         return;
     /* An active worker died: replace it, backing off if it crash-loops. */
@@ -1231,6 +1261,8 @@ master_cleanup(struct master *m)
     notify_close();
     if (m->shm != NULL)
         munmap((void *)m->shm, MAX_GENERATIONS * MAX_SLOTS * sizeof(uint32_t));
+    if (m->stats != NULL && m->stats != MAP_FAILED)
+        munmap(m->stats, MAX_GENERATIONS * MAX_SLOTS * sizeof(*m->stats));
 }
 
 int
@@ -1245,7 +1277,10 @@ master_run(const char *cfg_path, const struct config *first)
     m.loop = ev_default_loop(EVFLAG_AUTO);
     m.shm = mmap(NULL, MAX_GENERATIONS * MAX_SLOTS * sizeof(uint32_t),
                  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m.loop == NULL || m.shm == MAP_FAILED || m.cfg_path == NULL) {
+    m.stats = mmap(NULL, MAX_GENERATIONS * MAX_SLOTS * sizeof(*m.stats),
+                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m.loop == NULL || m.shm == MAP_FAILED || m.stats == MAP_FAILED ||
+        m.cfg_path == NULL) {
         fprintf(stderr, "sockd: cannot set up the master\n");
         return 1;
     }

@@ -140,7 +140,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
     tlist_arm(w->timers, &c->tn, w->cfg->server.handshake_timeout_ms);
     list_insert_tail(&w->conns, &c->link);
     w->n_conns++;
-    w->stats.accepted++;
+    w->stats->accepted++;
     wctl_conns_changed(w);
     return c;
 }
@@ -191,7 +191,8 @@ conn_teardown(struct conn *c)
     messaging_conn_cleanup(c);
     sendq_clear(&c->sq);
     if (was_open) {
-        w->stats.closed++;
+        w->stats->closed++;
+        w->stats->open--;
         log_debug("event=close conn=%llx peer=%s kind=%d error=%d sent=%u "
                   "peer_code=%u", (unsigned long long)c->id, c->peer,
                   (int)c->close_kind, (int)c->close_err, c->code_sent,
@@ -254,7 +255,7 @@ conn_queue_frame(struct conn *c, uint8_t op, const void *data, size_t len,
                    : sendq_append(&c->sq, hdr, hlen, data, len);
     if (rc != 0)
         return rc;
-    c->w->stats.msgs_out++;
+    c->w->stats->msgs_out++;
     conn_want_flush(c);
     return 0;
 }
@@ -331,7 +332,7 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    c->w->stats.bytes_out += (uint64_t)n;
+    c->w->stats->bytes_out += (uint64_t)n;
     return n;
 }
 
@@ -429,7 +430,7 @@ conn_deliver(struct conn *c, uint8_t op, const void *data, size_t len)
     sock_msg m = { .opcode = (sock_opcode)op, .data = data, .len = len };
     sock_ret ret;
 
-    c->w->stats.msgs_in++;
+    c->w->stats->msgs_in++;
     c->in_cb = true;
     messaging_set_current(c->w, c);
     ret = c->route->app->handle_in(&c->base, &m, &c->app_state);
@@ -790,7 +791,7 @@ conn_http_error(struct conn *c, int status, const char *why)
                  why[0] && why[strlen(why) - 1] == '\n' ? "" : "\n");
     resp = ws_response_error(status, why ? body : NULL, &len);
 
-    c->w->stats.handshake_failed++;
+    c->w->stats->handshake_failed++;
     log_debug("event=handshake_refused peer=%s status=%d reason=\"%s\"",
               c->peer, status, why ? why : "");
     if (resp != NULL) {
@@ -873,7 +874,8 @@ conn_open(struct conn *c, const struct sock_request *r,
                                              : o->max_message_size;
     c->state = CONN_OPEN;
     c->inited = true;
-    c->w->stats.opened++;
+    c->w->stats->opened++;
+    c->w->stats->open++;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
     c->in_cb = true;
     messaging_set_current(c->w, c);
@@ -1088,7 +1090,7 @@ conn_read(struct conn *c)
             conn_on_eof(c);
             return;
         }
-        w->stats.bytes_in += (uint64_t)n;
+        w->stats->bytes_in += (uint64_t)n;
         conn_touch(c);
         used = conn_process(c, w->rbuf, (size_t)n);
         if (used < (size_t)n) {

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "apps.h"
 #include "conn.h"
 #include "log.h"
@@ -169,11 +170,14 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->dead);
     idmap_init(&w->ids);
     w->chan_fd = -1;
+    w->stats = w->stats_all = &w->own_stats;
+    w->stats_n = 1;
+    w->own_stats.generation = generation;
+    w->own_stats.pid = (uint32_t)getpid();
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_size);
     w->timers = tlist_set_new(loop, tlist_expired, w);
-    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1,
-                          sizeof(*w->listeners));
+    w->listeners = calloc(cfg->n_listeners + 1, sizeof(*w->listeners));
     if (w->rbuf == NULL || w->timers == NULL || w->listeners == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -189,6 +193,15 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
         ev_io_init(&l->io, worker_on_accept, l->fd, EV_READ);
         w->n_listeners++;
     }
+    if (cfg->admin.listen != NULL) {
+        struct wlistener *l = &w->listeners[w->n_listeners++];
+
+        l->fd = fds[cfg->n_listeners];
+        l->w = w;
+        l->cfg = &cfg->admin.l;
+        l->admin = true;
+        ev_io_init(&l->io, worker_on_accept, l->fd, EV_READ);
+    }
     w->max_conns = cfg->server.max_connections ? cfg->server.max_connections
                                                : default_max_conns();
     messaging_init(w);
@@ -202,6 +215,16 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
 fail:
     worker_free(w);
     return NULL;
+}
+
+void
+worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
+                   size_t mine)
+{
+    all[mine] = w->own_stats;
+    w->stats = &all[mine];
+    w->stats_all = all;
+    w->stats_n = n;
 }
 
 void
@@ -230,6 +253,8 @@ worker_free(struct worker *w)
     ev_signal_stop(w->loop, &w->sig_term);
     ev_signal_stop(w->loop, &w->sig_quit);
     ev_signal_stop(w->loop, &w->sig_int);
+    if (w->stats != &w->own_stats)
+        w->stats->generation = 0; /* the slot is free again */
     messaging_destroy(w);
     tlist_set_free(w->timers);
     idmap_destroy(&w->ids);
@@ -273,7 +298,7 @@ worker_refuse_full(struct worker *w, int fd)
         "Retry-After: 1\r\n\r\nserver at capacity.\n";
     ssize_t n;
 
-    w->stats.refused_full++;
+    w->stats->refused_full++;
     n = send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL);
     (void)n;
     shutdown(fd, SHUT_WR);
@@ -306,6 +331,13 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
     int budget = w->n_slots > 1 ? 4 : WORKER_ACCEPTS_PER_WAKEUP;
 
     (void)revents;
+    if (l->admin) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0)
+            admin_accept(w, fd);
+        return;
+    }
     if (worker_over_share(w)) {
         worker_accepting(w, false);
         ev_timer_set(&w->accept_retry, 0.005, 0.);

@@ -30,12 +30,19 @@ struct wlistener {
     int fd;
     struct worker *w;
     const struct listener_cfg *cfg;
+    bool admin;     /* the [admin] address, not a WebSocket listener */
 };
 
+/* Counters of one worker. Under a master they live in a shared page
+   (one slot per worker of every generation) so that the admin endpoint
+   of any worker can sum them; each worker writes only its own. */
 struct worker_stats {
     uint64_t accepted, opened, closed, refused_full;
     uint64_t handshake_failed, msgs_in, msgs_out, bytes_in, bytes_out;
     uint64_t infos_sent, infos_dropped, infos_stale;
+    uint64_t open, draining;      /* gauges: open WebSocket connections */
+    uint32_t generation;          /* 0: slot unused */
+    uint32_t pid;
 };
 
 struct worker {
@@ -66,7 +73,10 @@ struct worker {
     uint32_t max_conns;
     bool stopping;
     bool draining;
-    struct worker_stats stats;
+    struct worker_stats *stats;    /* own_stats, or our slot of stats_all */
+    struct worker_stats own_stats;
+    struct worker_stats *stats_all; /* every worker's, for /metrics */
+    size_t stats_n;
 
     /* Under a master (wctl.c): the control channel, count reports, the
        reload drain, and the shared per-slot connection counts that keep
@@ -82,13 +92,17 @@ struct worker {
 
 /*
  * Creates a worker on loop for cfg, with listening sockets fds[i] matching
- * cfg->listeners[i] (already bound and listening). Loads every route's app.
+ * cfg->listeners[i] (already bound and listening), then the [admin] one if
+ * configured (fds[n_listeners]). Loads every route's app.
  * Returns NULL with a message in err on failure.
  */
 struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
                           const int *fds, uint8_t generation, uint8_t slot,
                           char *err, size_t errlen);
 void worker_free(struct worker *w);
+/* Moves w's counters to all[mine] of a shared page of n slots. */
+void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
+                        size_t mine);
 /* Starts accepting and handling signals (TERM/QUIT graceful, INT fast). */
 void worker_start(struct worker *w);
 /* Stops accepting on every listener (for good, or until resumed). */
