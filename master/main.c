@@ -213,6 +213,13 @@ main(int argc, char **argv)
         return rc;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (cfg->server.log_file != NULL &&
+        (rc = log_reopen(cfg->server.log_file)) != 0) {
+        fprintf(stderr, "%s: cannot open log_file %s: %s\n", path,
+                cfg->server.log_file, strerror(-rc));
+        config_free(cfg);
+        return 1;
+    }
     rc = cfg->server.workers == 0 ? run_single(cfg) : master_run(path, cfg);
     config_free(cfg);
     return rc;

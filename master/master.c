@@ -26,6 +26,7 @@
 
 #include <ev.h>
 
+#include "apps.h"
 #include "common.h"
 #include "config.h"
 #include "ctl.h"
@@ -56,6 +57,7 @@ struct wproc {
     int quick_crashes;
     bool given_up;
     uint32_t conns;
+    char *last_error;     /* what the worker said before failing to start */
 };
 
 struct generation {
@@ -119,6 +121,7 @@ struct master {
 };
 
 static void gen_ready_check(struct master *m, struct generation *g);
+static void master_maybe_exit(struct master *m);
 static void ctl_reply_reloads(struct master *m, const char *line);
 
 /* ---- Listening sockets ------------------------------------------------- */
@@ -395,9 +398,11 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     if (w == NULL) {
         log_err("event=worker_start_failed generation=%u error=\"%s\"",
                 g->id, loop ? err : "no event loop");
+        dprintf(chan, "error %.100s", loop ? err : "no event loop");
         _exit(78);
     }
     w->shm_counts = g->shm;
+    w->shm_counts[slot] = 0;
     w->n_slots = (unsigned)g->n;
     worker_share_stats(w, m->stats, MAX_GENERATIONS * MAX_SLOTS,
                        (size_t)g->row * MAX_SLOTS + (size_t)slot);
@@ -504,7 +509,7 @@ gen_new(struct master *m, struct config *cfg)
     memset(&m->stats[(size_t)row * MAX_SLOTS], 0,
            MAX_SLOTS * sizeof(*m->stats));
     for (int i = 0; i < MAX_SLOTS; i++)
-        g->shm[i] = 0;
+        g->shm[i] = SLOT_DEAD;
     for (int i = 0; i < g->n; i++) {
         g->w[i].g = g;
         g->w[i].slot = i;
@@ -530,6 +535,7 @@ gen_free(struct master *m, struct generation *g)
         ev_io_stop(m->loop, &g->w[i].chan_io);
         if (g->w[i].chan >= 0)
             close(g->w[i].chan);
+        free(g->w[i].last_error);
     }
     config_free(g->cfg);
     free(g->w);
@@ -589,6 +595,9 @@ wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents)
             w->g->ready++;
             gen_ready_check(m, w->g);
         }
+    } else if (strncmp(buf, "error ", 6) == 0) {
+        free(w->last_error);
+        w->last_error = strdup(buf + 6);
     } else if (strncmp(buf, "conns ", 6) == 0) {
         w->conns = (uint32_t)strtoul(buf + 6, NULL, 10);
     }
@@ -617,16 +626,30 @@ gen_ready_check(struct master *m, struct generation *g)
 {
     char line[128];
 
-    if (g != m->pending || g->ready < g->n)
+    int given_up = 0;
+
+    for (int i = 0; i < g->n; i++)
+        given_up += g->w[i].given_up;
+    if (g != m->pending || g->ready + given_up < g->n)
         return;
+    if (g->ready == 0) { /* start-up: every slot crash-looped */
+        log_err("event=start_failed generation=%u error=\"every worker "
+                "failed to start; see the lines above\"", g->id);
+        m->pending = NULL;
+        g->draining = true;
+        m->exit_code = 1;
+        m->stopping = true;
+        master_maybe_exit(m);
+        return;
+    }
     m->pending = NULL;
     if (m->active != NULL)
         gen_start_drain(m, m->active);
     m->active = g;
     listens_prune(m);
-    log_info("event=ready generation=%u workers=%d", g->id, g->n);
-    notify_send("READY=1\nMAINPID=%d", (int)getpid());
-    notify_status(m);
+    log_info("event=ready generation=%u workers=%d", g->id, g->ready);
+    notify_send("READY=1\nMAINPID=%d\nSTATUS=generation %u, %d workers "
+                "ready", (int)getpid(), g->id, g->ready);
     snprintf(line, sizeof(line), "OK reload: generation %u ready (%d workers)",
              g->id, g->n);
     ctl_reply_reloads(m, line);
@@ -670,6 +693,23 @@ gen_spawn_all(struct master *m, struct generation *g, char *err,
         if (rc != 0) {
             snprintf(err, errlen, "fork: %s", strerror(-rc));
             return rc;
+        }
+    }
+    return 0;
+}
+
+/* What the master can check of the apps without running their code:
+   built-in names, and module files that exist and can be read. */
+static int
+check_app_specs(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        char why[512];
+
+        if (apps_check_spec(cfg->routes[i].app, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s:%d: %s", cfg->path,
+                     cfg->routes[i].app_line, why);
+            return -1;
         }
     }
     return 0;
@@ -721,6 +761,18 @@ master_reload(struct master *m)
         free(errors);
         return -EINVAL;
     }
+    if (check_app_specs(cfg, err, sizeof(err)) != 0) {
+        char line[1100];
+
+        log_err("event=reload_failed error=\"%s\"", err);
+        snprintf(line, sizeof(line), "ERR %s\nERR reload refused; nothing "
+                 "changed", err);
+        ctl_reply_reloads(m, line);
+        config_free(cfg);
+        if (m->active != NULL)
+            notify_send("READY=1");
+        return -EINVAL;
+    }
     if (listens_prepare(m, cfg, worker_count(cfg), err, sizeof(err)) != 0 ||
         (g = gen_new(m, cfg)) == NULL) {
         log_err("event=reload_failed error=\"%s\"", err);
@@ -762,7 +814,7 @@ master_maybe_exit(struct master *m)
             gen_free(m, g);
         }
     }
-    if (m->stopping && m->gens != NULL) {
+    if (m->stopping) {
         bool any = false;
 
         for (struct generation *g = m->gens; g != NULL; g = g->next)
@@ -772,20 +824,29 @@ master_maybe_exit(struct master *m)
     }
 }
 
+static void wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents);
+
 static void
 wproc_exited(struct master *m, struct wproc *w, int status)
 {
     struct generation *g = w->g;
+
+    /* What it said before exiting (an "error ...") may not be read yet. */
+    for (int i = 0; i < 8 && w->chan >= 0; i++)
+        wproc_on_chan(m->loop, &w->chan_io, EV_READ);
     bool quick = ev_time() - w->started < QUICK_CRASH_SECONDS;
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 
-    if (w->state == W_STARTING && g == m->pending && !m->stopping) {
-        char why[128];
+    if (w->state == W_STARTING && g == m->pending && !m->stopping &&
+        m->active != NULL) {
+        char why[512];
 
         snprintf(why, sizeof(why), "worker slot %d of generation %u exited "
-                 "with status %d before accepting", w->slot, g->id,
+                 "with status %d before accepting%s%s", w->slot, g->id,
                  WIFEXITED(status) ? WEXITSTATUS(status)
-                                   : 128 + WTERMSIG(status));
+                                   : 128 + WTERMSIG(status),
+                 w->last_error ? ": " : "",
+                 w->last_error ? w->last_error : "");
         w->pid = 0;
         w->state = W_GONE;
         gen_abort_pending(m, why);
@@ -801,17 +862,21 @@ wproc_exited(struct master *m, struct wproc *w, int status)
         close(w->chan);
         w->chan = -1;
     }
-    g->shm[w->slot] = 0;
+    g->shm[w->slot] = SLOT_DEAD;
     /* Its counters stay for /metrics; its gauges die with it. */
     m->stats[(size_t)g->row * MAX_SLOTS + (size_t)w->slot].open = 0;
-    if (m->stopping || g->draining || (clean && g != m->active))
+    if (m->stopping || g->draining ||
+        (clean && g != m->active && g != m->pending))
         return;
     /* An active worker died: replace it, backing off if it crash-loops. */
     w->quick_crashes = quick ? w->quick_crashes + 1 : 0;
     if (w->quick_crashes >= CRASH_LOOP_LIMIT) {
         w->given_up = true;
         log_err("event=slot_crash_loop generation=%u slot=%d crashes=%d "
-                "action=give_up", g->id, w->slot, w->quick_crashes);
+                "action=give_up%s%s", g->id, w->slot, w->quick_crashes,
+                w->last_error ? " error=" : "",
+                w->last_error ? w->last_error : "");
+        gen_ready_check(m, g);
         return;
     }
     double delay = w->quick_crashes == 0 ? 0.

@@ -21,6 +21,20 @@ static int notify_fd = -1;
 static struct sockaddr_un notify_addr;
 static socklen_t notify_len;
 
+void
+notify_scrub_env(const char *name)
+{
+    char *v = getenv(name);
+
+    if (v == NULL)
+        return;
+    /* unsetenv only drops the pointer; /proc/PID/environ shows the
+       original block, which workers inherit. Blank the bytes too. */
+    memset(v, 0, strlen(v));
+    memset(v - strlen(name) - 1, 'X', strlen(name));
+    unsetenv(name);
+}
+
 uint64_t
 notify_open(void)
 {
@@ -46,9 +60,9 @@ notify_open(void)
             log_warn("event=notify_socket_failed error=\"%s\"",
                      strerror(errno));
     }
-    unsetenv("NOTIFY_SOCKET");
-    unsetenv("WATCHDOG_USEC");
-    unsetenv("WATCHDOG_PID");
+    notify_scrub_env("NOTIFY_SOCKET");
+    notify_scrub_env("WATCHDOG_USEC");
+    notify_scrub_env("WATCHDOG_PID");
     return usec;
 }
 

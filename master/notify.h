@@ -18,5 +18,8 @@ void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* CLOCK_MONOTONIC in µs, for RELOADING=1's MONOTONIC_USEC. */
 uint64_t notify_monotonic_usec(void);
 void notify_close(void);
+/* Removes name from the environment and blanks its bytes in place, so
+   children do not see it even in /proc/PID/environ. */
+void notify_scrub_env(const char *name);
 
 #endif

@@ -4,6 +4,9 @@
 #include "apps.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,6 +76,32 @@ apps_load(const char *spec, const sock_app **app, void **dl, char *err,
     }
     *app = a;
     *dl = h;
+    return 0;
+}
+
+int
+apps_check_spec(const char *spec, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (strchr(spec, '/') == NULL) {
+        for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+            if (strcmp(builtins[i].name, spec) == 0)
+                return 0;
+        snprintf(err, errlen, "unknown app \"%s\" (built-ins: echo, "
+                 "ticker, chat; a module is given by a path containing '/')",
+                 spec);
+        return -1;
+    }
+    if (stat(spec, &st) != 0 || access(spec, R_OK) != 0) {
+        snprintf(err, errlen, "cannot load app module %s: %s", spec,
+                 strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "app module %s is not a regular file", spec);
+        return -1;
+    }
     return 0;
 }
 

@@ -18,5 +18,10 @@
 int apps_load(const char *spec, const sock_app **app, void **dl, char *err,
               size_t errlen);
 void apps_unload(void *dl);
+/*
+ * Checks spec without loading anything: a known built-in, or a regular
+ * file that can be read. 0, or -1 with a message in err.
+ */
+int apps_check_spec(const char *spec, char *err, size_t errlen);
 
 #endif

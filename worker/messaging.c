@@ -101,7 +101,7 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
     if (c->state != CONN_OPEN)
         return -EPIPE;
     if (c->inbox_n >= c->route->cfg->opts.max_info_queue) {
-        c->w->stats.infos_dropped++;
+        c->w->stats->infos_dropped++;
         if (c->route->cfg->opts.info_overflow_close)
             conn_fail_inbox(c);
         return -ENOBUFS;
@@ -364,10 +364,10 @@ host_send_info(void *host, sock_id to, uint32_t type, const void *data,
     sock_buf *b;
     int rc;
 
-    w->stats.infos_sent++;
+    w->stats->infos_sent++;
     c = id_is_local(w, to) ? idmap_get(&w->ids, SOCK_ID_SERIAL(to)) : NULL;
     if (c == NULL || c->state != CONN_OPEN) {
-        w->stats.infos_stale++;
+        w->stats->infos_stale++;
         log_debug("event=info_dropped to=%llx reason=unknown_id",
                   (unsigned long long)to);
         return 0;

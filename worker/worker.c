@@ -313,14 +313,28 @@ worker_refuse_full(struct worker *w, int fd)
 static bool
 worker_over_share(struct worker *w)
 {
-    uint64_t total = 0, avg;
+    uint64_t total = 0, avg, live = 0;
+    ev_tstamp now = ev_now(w->loop);
 
     if (w->shm_counts == NULL || w->n_slots < 2)
         return false;
-    for (unsigned i = 0; i < w->n_slots; i++)
-        total += w->shm_counts[i];
-    avg = total / w->n_slots;
-    return w->n_conns > avg + MAX(2, avg / 8);
+    for (unsigned i = 0; i < w->n_slots; i++) {
+        uint32_t n = w->shm_counts[i];
+
+        if (n != SLOT_DEAD) { /* dead or given-up slots take nobody */
+            total += n;
+            live++;
+        }
+    }
+    avg = live > 0 ? total / live : 0;
+    if (w->n_conns <= avg + MAX(2, avg / 8)) {
+        w->stepped_back_since = 0;
+        return false;
+    }
+    /* Never step back for long: a stopped peer must not starve the queue. */
+    if (w->stepped_back_since == 0)
+        w->stepped_back_since = now;
+    return now - w->stepped_back_since < 0.05;
 }
 
 static void
@@ -338,7 +352,9 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
             admin_accept(w, fd);
         return;
     }
-    if (worker_over_share(w)) {
+    /* A reuseport socket is this slot's alone: stepping back would only
+       leave its queue waiting. */
+    if (!l->cfg->reuseport && worker_over_share(w)) {
         worker_accepting(w, false);
         ev_timer_set(&w->accept_retry, 0.005, 0.);
         ev_timer_start(loop, &w->accept_retry);

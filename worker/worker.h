@@ -19,6 +19,9 @@
 
 struct topics;
 
+/* A slot's count while it has no live worker (shm_counts). */
+#define SLOT_DEAD UINT32_MAX
+
 struct route_rt {
     const struct route *cfg;
     const sock_app *app;
@@ -88,6 +91,7 @@ struct worker {
     unsigned drain_ticks_left;
     volatile uint32_t *shm_counts; /* one per slot of this generation */
     unsigned n_slots;
+    ev_tstamp stepped_back_since;
 };
 
 /*
