@@ -1,10 +1,9 @@
 /*
- * bus.c: the local bus (see bus.h): the listening socket and the inbound
- * connections it accepts (credentials, hello, resumable reading), the
- * peers with their outbound connection (lazy connect, backoff, bounded
- * queue) and the per-iteration flush that coalesces writes. Framing is
- * bus_wire.c's, queue layout bus_outq.c's; what a message means is the
- * caller's.
+ * bus.c: the local bus (see bus.h): the peers, each with its outbound
+ * connection (lazy connect, backoff, hello) and bounded queue, the
+ * per-iteration flush that coalesces writes, and the public calls.
+ * Receiving is bus_in.c's, framing bus_wire.c's, queue layout
+ * bus_outq.c's; what a message means is the caller's.
  *
  * Writes: a send only appends to the peer's queue and puts the peer on
  * the dirty list; one ev_prepare watcher gives each dirty peer one
@@ -14,39 +13,29 @@
  * invokes prepare watchers that were active when the prepare phase
  * began, in priority order, so this way sends made by other prepare
  * callbacks still go out before the loop blocks.
- *
- * Reads: one buffer per bus; an inbound connection keeps only the bytes
- * of an incomplete frame, and a frame larger than the buffer is read
- * straight into a buffer of its own size, so no payload is copied twice.
  */
 #include "bus.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bus_in.h"
 #include "bus_outq.h"
 #include "common.h"
 #include "log.h"
 
-#define BUS_RBUF_SIZE 65536
-#define BUS_READS_PER_WAKEUP 4
-#define BUS_ACCEPTS_PER_WAKEUP 16
-#define BUS_ACCEPT_PAUSE 0.1       /* s, after EMFILE and the like */
 #define BUS_IOV 256                /* iovecs per sendmsg */
 #define BUS_SHARE_MIN 256          /* smaller fan-out frames are copied */
 #define BUS_BACKOFF_MIN_MS 100
 #define BUS_BACKOFF_MAX_MS 2000
-#define BUS_PATH_MAX sizeof(((struct sockaddr_un *)NULL)->sun_path)
 
 _Static_assert(BUS_IOV <= IOV_MAX, "BUS_IOV over IOV_MAX");
 
@@ -81,71 +70,22 @@ struct peer {
     struct bus_outq q;
 };
 
-struct inconn {
-    struct bus *b;
-    struct list link;         /* in b->inconns */
-    int fd;
-    ev_io io;
-    pid_t pid;                /* from SO_PEERCRED */
-    bool has_hello;
-    bool closing;             /* freed when its callback unwinds */
-    uint32_t key;             /* from the hello */
-    uint8_t *part;            /* start of an incomplete frame */
-    size_t part_len, part_cap;
-};
-
 struct bus {
     struct ev_loop *loop;
     uint32_t self_key;
-    char path[BUS_PATH_MAX];
     struct bus_ops ops;
     void *ctx;
-    int lfd;
-    ev_io lio;
-    ev_timer accept_pause;
+    struct bus_in in;         /* listener and inbound connections */
     ev_prepare flush;
     struct peer **buckets;    /* peers by key; nbuckets is a power of 2 */
     size_t nbuckets, npeers;
-    struct list peers, dirty, inconns;
+    struct list peers, dirty;
     size_t peer_cap, max_frame;
-    uint8_t *rbuf;            /* BUS_RBUF_SIZE */
-    struct bus_stats st;
-    ev_tstamp log_at;         /* rate limit for per-connection warnings */
-    unsigned log_quiet;       /* warnings suppressed since log_at */
+    struct bus_stats st;      /* the outbound counters; bus_in has its own */
 };
 
 static void peer_on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void peer_on_retry(struct ev_loop *loop, ev_timer *w, int revents);
-static void inconn_on_read(struct ev_loop *loop, ev_io *w, int revents);
-
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/*
- * At most one warning a second about misbehaving connections, so that a
- * process hammering our socket cannot flood the log.
- */
-static bool
-bus_log_ok(struct bus *b)
-{
-    ev_tstamp now = ev_now(b->loop);
-
-    if (now - b->log_at < 1.0) {
-        b->log_quiet++;
-        return false;
-    }
-    b->log_at = now;
-    return true;
-}
 
 /* ---- Peer table -------------------------------------------------------- */
 
@@ -486,407 +426,56 @@ peer_free(struct bus *b, struct peer *p)
     free(p);
 }
 
-/* ---- Inbound connections ----------------------------------------------- */
-
-static void
-inconn_free(struct inconn *c)
-{
-    ev_io_stop(c->b->loop, &c->io);
-    close(c->fd);
-    list_remove(&c->link);
-    free(c->part);
-    free(c);
-}
-
-/* Refused: wrong credentials or hello. Counted, logged (rate-limited). */
-static void
-inconn_reject(struct inconn *c, const char *why, uint64_t claimed)
-{
-    struct bus *b = c->b;
-
-    b->st.rejects++;
-    c->closing = true;
-    if (bus_log_ok(b)) {
-        log_warn("bus connection rejected reason=\"%s\" pid=%d claimed=%" PRIu64 " suppressed=%u",
-                 why, (int)c->pid, claimed, b->log_quiet);
-        b->log_quiet = 0;
-    }
-}
-
-static void
-inconn_fail(struct inconn *c, const char *why, int err)
-{
-    struct bus *b = c->b;
-
-    b->st.errors++;
-    c->closing = true;
-    if (bus_log_ok(b)) {
-        log_warn("bus connection error reason=\"%s\" peer=" KEY_FMT " pid=%d err=\"%s\" suppressed=%u",
-                 why, KEY_ARGS(c->key), (int)c->pid, strerror(err),
-                 b->log_quiet);
-        b->log_quiet = 0;
-    }
-}
-
-/*
- * The first frame names the sender. It must be addressed to us, and when
- * the sender is registered with a pid, come from that process: this is
- * what ties an inbound connection to a member of the mesh. A key we do
- * not know yet is accepted (the uid was checked): membership
- * announcements reach the workers in no particular order.
- */
-static void
-inconn_hello(struct inconn *c, const struct bus_msg *m)
-{
-    struct bus *b = c->b;
-    const struct peer *p;
-
-    if (m->type != BUS_HELLO || m->topic_len != 0 || m->len != 0 ||
-        m->from > UINT32_MAX) {
-        inconn_reject(c, "bad hello", m->from);
-        return;
-    }
-    if (m->to != b->self_key) {
-        inconn_reject(c, "hello for another peer", m->from);
-        return;
-    }
-    p = peer_find(b, (uint32_t)m->from);
-    if (p != NULL && p->pid != 0 && p->pid != c->pid) {
-        inconn_reject(c, "pid does not match the peer's", m->from);
-        return;
-    }
-    c->has_hello = true;
-    c->key = (uint32_t)m->from;
-    log_debug("bus accepted peer=" KEY_FMT " pid=%d known=%d",
-              KEY_ARGS(c->key), (int)c->pid, p != NULL);
-}
-
-/* Decodes and delivers the whole frames in p[0..n); returns bytes used. */
-static size_t
-inconn_frames(struct inconn *c, const uint8_t *p, size_t n)
-{
-    struct bus *b = c->b;
-    size_t used = 0;
-
-    while (!c->closing) {
-        struct bus_msg m;
-        ssize_t r = bus_wire_decode(&m, p + used, n - used, b->max_frame);
-
-        if (r == 0)
-            break;
-        if (r < 0) {
-            inconn_fail(c, "bad frame", EPROTO);
-            break;
-        }
-        used += (size_t)r;
-        if (!c->has_hello) {
-            inconn_hello(c, &m);
-        } else if (m.type == BUS_HELLO) {
-            inconn_fail(c, "second hello", EPROTO);
-        } else {
-            b->st.received++;
-            b->ops.deliver(b->ctx, &m);
-        }
-    }
-    return used;
-}
-
-/* Keeps the start of an incomplete frame, sized for all of it if large. */
-static void
-inconn_keep(struct inconn *c, const uint8_t *p, size_t len)
-{
-    size_t total = bus_wire_frame_len(p, len);
-    size_t cap = total > BUS_RBUF_SIZE ? total : len;
-
-    c->part = malloc(cap);
-    if (c->part == NULL) {
-        inconn_fail(c, "out of memory", ENOMEM);
-        return;
-    }
-    memcpy(c->part, p, len);
-    c->part_len = len;
-    c->part_cap = cap;
-}
-
-/* recv, counted. Returns bytes, or 0 for would-block, EOF or error. */
-static size_t
-inconn_recv(struct inconn *c, uint8_t *p, size_t len)
-{
-    ssize_t n = recv(c->fd, p, len, 0);
-
-    if (n > 0) {
-        c->b->st.bytes_in += (uint64_t)n;
-        return (size_t)n;
-    }
-    if (n == 0) {
-        if (c->part_len > 0)
-            inconn_fail(c, "closed inside a frame", EPIPE);
-        c->closing = true;
-        log_debug("bus connection closed peer=" KEY_FMT " pid=%d",
-                  KEY_ARGS(c->key), (int)c->pid);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        inconn_fail(c, "read", errno);
-    }
-    return 0;
-}
-
-/* A frame too big for the shared buffer: read straight into its own. */
-static bool
-inconn_read_big(struct inconn *c)
-{
-    size_t want = c->part_cap - c->part_len;
-    size_t n = inconn_recv(c, c->part + c->part_len, want);
-
-    if (n == 0)
-        return false;
-    c->part_len += n;
-    if (c->part_len == c->part_cap) {
-        uint8_t *p = c->part;
-        size_t len = c->part_len;
-
-        c->part = NULL;
-        c->part_len = c->part_cap = 0;
-        inconn_frames(c, p, len);
-        free(p);
-    }
-    return n == want;
-}
-
-/*
- * Into the shared buffer, behind the kept bytes of an incomplete frame
- * (which fits: frames larger than the buffer go to inconn_read_big).
- */
-static bool
-inconn_read_small(struct inconn *c)
-{
-    struct bus *b = c->b;
-    size_t off = c->part_len, n, used;
-
-    if (off > 0)
-        memcpy(b->rbuf, c->part, off);
-    n = inconn_recv(c, b->rbuf + off, BUS_RBUF_SIZE - off);
-    if (n == 0)
-        return false;
-    free(c->part);
-    c->part = NULL;
-    c->part_len = c->part_cap = 0;
-    used = inconn_frames(c, b->rbuf, off + n);
-    if (!c->closing && used < off + n)
-        inconn_keep(c, b->rbuf + used, off + n - used);
-    return n == BUS_RBUF_SIZE - off;
-}
-
-static void
-inconn_on_read(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct inconn *c = container_of(w, struct inconn, io);
-
-    (void)loop;
-    (void)revents;
-    for (int i = 0; i < BUS_READS_PER_WAKEUP && !c->closing; i++) {
-        bool more = c->part_cap > BUS_RBUF_SIZE ? inconn_read_big(c)
-                                                : inconn_read_small(c);
-
-        if (!more)
-            break;
-    }
-    if (c->closing)
-        inconn_free(c);
-}
-
-/* Only processes of our own user may talk to us. */
-static void
-inconn_new(struct bus *b, int fd)
-{
-    struct ucred cr;
-    socklen_t len = sizeof(cr);
-    struct inconn *c;
-
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-        log_warn("bus SO_PEERCRED failed err=\"%s\"", strerror(errno));
-        close(fd);
-        b->st.errors++;
-        return;
-    }
-    if (cr.uid != geteuid()) {
-        b->st.rejects++;
-        if (bus_log_ok(b)) {
-            log_warn("bus connection rejected reason=\"uid\" uid=%u pid=%d suppressed=%u",
-                     (unsigned)cr.uid, (int)cr.pid, b->log_quiet);
-            b->log_quiet = 0;
-        }
-        close(fd);
-        return;
-    }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        log_err("bus accept: out of memory");
-        close(fd);
-        return;
-    }
-    c->b = b;
-    c->fd = fd;
-    c->pid = cr.pid;
-    ev_io_init(&c->io, inconn_on_read, fd, EV_READ);
-    ev_io_start(b->loop, &c->io);
-    list_insert_tail(&b->inconns, &c->link);
-}
-
-static void
-bus_on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct bus *b = container_of(w, struct bus, lio);
-
-    (void)revents;
-    for (int i = 0; i < BUS_ACCEPTS_PER_WAKEUP; i++) {
-        int fd = accept4(b->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd >= 0) {
-            inconn_new(b, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
-        /* Out of descriptors or memory: pause instead of spinning. */
-        log_warn("bus accept failed err=\"%s\" pause_ms=%d",
-                 strerror(errno), (int)(BUS_ACCEPT_PAUSE * 1000));
-        ev_io_stop(loop, &b->lio);
-        ev_timer_set(&b->accept_pause, BUS_ACCEPT_PAUSE, 0.);
-        ev_timer_start(loop, &b->accept_pause);
-        return;
-    }
-}
-
-static void
-bus_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct bus *b = container_of(w, struct bus, accept_pause);
-
-    (void)revents;
-    ev_io_start(loop, &b->lio);
-}
-
 /* ---- Setup and teardown ------------------------------------------------ */
 
-/*
- * A socket file left by a dead process is removed; one somebody still
- * listens on (another sockd with the same runtime dir) is not ours to
- * take, nor is anything that is not a socket.
- */
-static int
-clear_stale(const char *path, char *err, size_t errlen)
+static void
+bus_on_deliver(struct bus_in *in, const struct bus_msg *m)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat st;
-    int fd, rc, e;
+    struct bus *b = container_of(in, struct bus, in);
 
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT)
-            return 0;
-        set_err(err, errlen, "bus: %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        set_err(err, errlen, "bus: %s exists and is not a socket", path);
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path));
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        set_err(err, errlen, "bus: socket: %s", strerror(errno));
-        return -1;
-    }
-    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-    e = errno;
-    close(fd);
-    if (rc == 0 || e == EAGAIN) {
-        set_err(err, errlen, "bus: %s is in use by a live process", path);
-        return -1;
-    }
-    if (e != ECONNREFUSED) {
-        set_err(err, errlen, "bus: probing %s: %s", path, strerror(e));
-        return -1;
-    }
-    if (unlink(path) < 0 && errno != ENOENT) {
-        set_err(err, errlen, "bus: unlink %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    b->ops.deliver(b->ctx, m);
 }
 
-static int
-bus_listen(struct bus *b, char *err, size_t errlen)
+/* Unknown keys pass: membership reaches the workers in no set order. */
+static bool
+bus_pid_ok(struct bus_in *in, uint32_t key, pid_t pid)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd;
+    const struct peer *p = peer_find(container_of(in, struct bus, in), key);
 
-    if (clear_stale(b->path, err, errlen) < 0)
-        return -1;
-    memcpy(sa.sun_path, b->path, sizeof(sa.sun_path));
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        set_err(err, errlen, "bus: socket: %s", strerror(errno));
-        return -1;
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        set_err(err, errlen, "bus: bind %s: %s", b->path, strerror(errno));
-        goto fail_close;
-    }
-    /* The uid check on accept is the real gate; this keeps others from
-       even connecting. */
-    if (chmod(b->path, 0600) < 0) {
-        set_err(err, errlen, "bus: chmod %s: %s", b->path, strerror(errno));
-        goto fail_unlink;
-    }
-    if (listen(fd, SOMAXCONN) < 0) {
-        set_err(err, errlen, "bus: listen %s: %s", b->path, strerror(errno));
-        goto fail_unlink;
-    }
-    b->lfd = fd;
-    return 0;
-
-fail_unlink:
-    unlink(b->path);
-fail_close:
-    close(fd);
-    return -1;
+    return p == NULL || p->pid == 0 || p->pid == pid;
 }
+
+static const struct bus_in_hooks bus_in_hooks = {
+    .deliver = bus_on_deliver,
+    .pid_ok = bus_pid_ok,
+};
 
 struct bus *
 bus_new(struct ev_loop *loop, uint32_t self_key, const char *path,
         const struct bus_ops *ops, void *ctx, char *err, size_t errlen)
 {
-    struct bus *b;
+    struct bus *b = calloc(1, sizeof(*b));
 
-    if (strlen(path) >= BUS_PATH_MAX) {
-        set_err(err, errlen, "bus: path too long: %s", path);
-        return NULL;
+    if (b != NULL)
+        b->buckets = calloc(16, sizeof(*b->buckets));
+    if (b == NULL || b->buckets == NULL) {
+        if (errlen > 0)
+            snprintf(err, errlen, "bus: out of memory");
+        goto fail_free;
     }
-    b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        goto fail_nomem;
-    b->rbuf = malloc(BUS_RBUF_SIZE);
     b->nbuckets = 16;
-    b->buckets = calloc(b->nbuckets, sizeof(*b->buckets));
-    if (b->rbuf == NULL || b->buckets == NULL)
+    if (bus_in_init(&b->in, loop, self_key, path, &bus_in_hooks, err,
+                    errlen) < 0)
         goto fail_free;
     b->loop = loop;
     b->self_key = self_key;
-    memcpy(b->path, path, strlen(path) + 1);
     b->ops = *ops;
     b->ctx = ctx;
     b->peer_cap = BUS_PEER_CAP_DEFAULT;
     b->max_frame = BUS_MAX_FRAME_DEFAULT;
+    b->in.max_frame = b->max_frame;
     list_init(&b->peers);
     list_init(&b->dirty);
-    list_init(&b->inconns);
-    if (bus_listen(b, err, errlen) < 0)
-        goto fail_free_quiet;
-    ev_io_init(&b->lio, bus_on_accept, b->lfd, EV_READ);
-    ev_io_start(loop, &b->lio);
-    ev_timer_init(&b->accept_pause, bus_on_accept_pause, 0., 0.);
     ev_prepare_init(&b->flush, bus_on_flush);
     ev_set_priority(&b->flush, EV_MINPRI);
     ev_prepare_start(loop, &b->flush);
@@ -896,14 +485,9 @@ bus_new(struct ev_loop *loop, uint32_t self_key, const char *path,
     return b;
 
 fail_free:
-    set_err(err, errlen, "bus: out of memory");
-fail_free_quiet:
-    free(b->buckets);
-    free(b->rbuf);
+    if (b != NULL)
+        free(b->buckets);
     free(b);
-    return NULL;
-fail_nomem:
-    set_err(err, errlen, "bus: out of memory");
     return NULL;
 }
 
@@ -912,41 +496,16 @@ bus_free(struct bus *b)
 {
     if (b == NULL)
         return;
-    while (!list_empty(&b->inconns))
-        inconn_free(container_of(b->inconns.next, struct inconn, link));
+    bus_in_destroy(&b->in);
     while (!list_empty(&b->peers))
         peer_free(b, container_of(b->peers.next, struct peer, link));
-    ev_io_stop(b->loop, &b->lio);
-    ev_timer_stop(b->loop, &b->accept_pause);
     ev_ref(b->loop);
     ev_prepare_stop(b->loop, &b->flush);
-    close(b->lfd);
-    unlink(b->path);
     free(b->buckets);
-    free(b->rbuf);
     free(b);
 }
 
 /* ---- Peers and sending ------------------------------------------------- */
-
-/*
- * Connections that named key in their hello before it was registered
- * skipped the pid check: they get it now. The failing ones are freed by
- * their own callback (fed an event here), since this may run inside
- * their deliver call.
- */
-static void
-inconns_recheck(struct bus *b, uint32_t key, pid_t pid)
-{
-    for (struct list *l = b->inconns.next; l != &b->inconns; l = l->next) {
-        struct inconn *c = container_of(l, struct inconn, link);
-
-        if (c->has_hello && c->key == key && c->pid != pid && !c->closing) {
-            inconn_reject(c, "pid does not match the peer's", key);
-            ev_feed_event(b->loop, &c->io, EV_READ);
-        }
-    }
-}
 
 int
 bus_peer_add(struct bus *b, uint32_t peer_key, pid_t pid, const char *path)
@@ -983,7 +542,7 @@ bus_peer_add(struct bus *b, uint32_t peer_key, pid_t pid, const char *path)
     list_insert_tail(&b->peers, &p->link);
     b->npeers++;
     if (pid != 0)
-        inconns_recheck(b, peer_key, pid);
+        bus_in_recheck(&b->in, peer_key);
     log_info("bus peer added peer=" KEY_FMT " pid=%d path=%s",
              KEY_ARGS(peer_key), (int)pid, path);
     return 0;
@@ -1093,6 +652,7 @@ void
 bus_set_max_frame(struct bus *b, size_t max_frame)
 {
     b->max_frame = MAX(MIN(max_frame, UINT32_MAX), BUS_WIRE_HEADER);
+    b->in.max_frame = b->max_frame;
 }
 
 ssize_t
@@ -1106,5 +666,11 @@ bus_peer_queued(const struct bus *b, uint32_t peer_key)
 struct bus_stats
 bus_stats(const struct bus *b)
 {
-    return b->st;
+    struct bus_stats st = b->st;
+
+    st.received = b->in.received;
+    st.bytes_in = b->in.bytes_in;
+    st.rejects = b->in.rejects;
+    st.errors += b->in.errors;
+    return st;
 }

@@ -172,6 +172,10 @@ admin_metrics(struct admin_conn *a)
         sum.infos_dropped += s->infos_dropped;
         sum.infos_stale += s->infos_stale;
         sum.open += s->open;
+        sum.deflate_msgs += s->deflate_msgs;
+        sum.deflate_shared += s->deflate_shared;
+        sum.deflate_in += s->deflate_in;
+        sum.deflate_out += s->deflate_out;
     }
     o = metric(buf, sizeof(buf), o, "sock_workers", "gauge",
                "Workers whose counters are summed here.", workers);
@@ -203,6 +207,15 @@ admin_metrics(struct admin_conn *a)
                "Infos dropped at a full inbox.", sum.infos_dropped);
     o = metric(buf, sizeof(buf), o, "sock_infos_stale_total", "counter",
                "Infos to ids that are gone.", sum.infos_stale);
+    o = metric(buf, sizeof(buf), o, "sock_deflate_messages_total", "counter",
+               "Messages compressed (permessage-deflate).", sum.deflate_msgs);
+    o = metric(buf, sizeof(buf), o, "sock_deflate_shared_total", "counter",
+               "Of those, compressed once and shared by every recipient.",
+               sum.deflate_shared);
+    o = metric(buf, sizeof(buf), o, "sock_deflate_bytes_in_total", "counter",
+               "Bytes given to the compressor.", sum.deflate_in);
+    o = metric(buf, sizeof(buf), o, "sock_deflate_bytes_out_total",
+               "counter", "Compressed bytes it made.", sum.deflate_out);
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,
                 MIN(o, sizeof(buf)));
 }

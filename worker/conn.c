@@ -27,6 +27,7 @@
 #include "messaging.h"
 #include "static.h"
 #include "utf8.h"
+#include "ws_deflate.h"
 #include "wctl.h"
 #include "worker.h"
 #include "ws_handshake.h"
@@ -216,6 +217,7 @@ conn_free(struct conn *c)
     free(c->subprotocol);
     free(c->peer_reason);
     free(c->stop_reason);
+    ws_deflate_free(c->deflate);
     free(c);
 }
 
@@ -243,21 +245,132 @@ conn_abort(struct conn *c)
 
 /* ---- Output ------------------------------------------------------------ */
 
+/*
+ * The compressed form of the info payload being delivered, made once per
+ * worker and window for every connection that agreed
+ * server_no_context_takeover (DESIGN §7, §8). NULL if it cannot be made.
+ */
+static sock_buf *
+conn_shared_deflate(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct route_opts *o = conn_opts(c);
+    int wb = c->deflate_wbits, key = wb << 8 | o->compress_level << 4 |
+                                     o->compress_mem_level;
+    struct ws_dbuf out = { 0 };
+    struct deflate_cache *e;
+    unsigned i, slot = 0;
+
+    for (i = 0; i < ARRAY_SIZE(w->dcache); i++) {
+        e = &w->dcache[i];
+        if (e->key == w->delivering && e->wbits == wb &&
+            e->level == o->compress_level && e->mem_level ==
+            o->compress_mem_level)
+            return e->val;
+    }
+    for (i = 0; i < ARRAY_SIZE(w->dshared); i++)
+        if (w->dshared[i] == NULL || w->dshared_key[i] == key)
+            break;
+    if (i == ARRAY_SIZE(w->dshared))
+        return NULL;
+    if (w->dshared[i] == NULL) {
+        w->dshared[i] = ws_deflate_shared_new(o->compress_level,
+                                              o->compress_mem_level, wb);
+        w->dshared_key[i] = key;
+        if (w->dshared[i] == NULL)
+            return NULL;
+    }
+    if (ws_deflate_shared_compress(w->dshared[i], w->delivering->data,
+                                   w->delivering->len, &out) != 0)
+        return NULL;
+    slot = w->dcache_next++ % ARRAY_SIZE(w->dcache);
+    e = &w->dcache[slot];
+    sock_buf_unref(e->key);
+    sock_buf_unref(e->val);
+    e->key = sock_buf_ref(w->delivering);
+    e->val = sock_buf_new(out.p, out.len);
+    e->wbits = wb;
+    e->level = o->compress_level;
+    e->mem_level = o->compress_mem_level;
+    free(out.p);
+    w->stats->deflate_msgs++;
+    w->stats->deflate_shared++;
+    w->stats->deflate_in += w->delivering->len;
+    w->stats->deflate_out += e->val ? e->val->len : 0;
+    return e->val;
+}
+
+static bool
+conn_should_compress(const struct conn *c, uint8_t op, size_t len,
+                     unsigned flags)
+{
+    return c->deflate != NULL && c->compress_on &&
+           (op == WS_OP_TEXT || op == WS_OP_BINARY) &&
+           !(flags & SOCK_PUSH_NO_COMPRESS) &&
+           len >= conn_opts(c)->compress_threshold;
+}
+
+/* A data message with RSV1 (§6.1 of RFC 7692): compressed per connection,
+   or shared when it is the info payload being fanned out. */
 static int
-conn_queue_frame(struct conn *c, uint8_t op, const void *data, size_t len,
-                 sock_buf *b)
+conn_queue_compressed(struct conn *c, uint8_t op, const void *data,
+                      size_t len)
 {
     uint8_t hdr[WS_MAX_SERVER_HEADER];
-    size_t hlen = ws_frame_header_write(hdr, true, 0, op, len);
+    struct ws_dbuf out = { 0 };
+    sock_buf *shared = NULL;
+    size_t hlen;
     int rc;
 
-    rc = b != NULL ? sendq_append_buf(&c->sq, hdr, hlen, b)
-                   : sendq_append(&c->sq, hdr, hlen, data, len);
+    if (c->deflate_shared_ok && c->w->delivering != NULL &&
+        data == c->w->delivering->data && len == c->w->delivering->len)
+        shared = conn_shared_deflate(c);
+    if (shared != NULL) {
+        hlen = ws_frame_header_write(hdr, true, WS_RSV1, op, shared->len);
+        return sendq_append_buf(&c->sq, hdr, hlen, shared);
+    }
+    rc = ws_deflate_compress(c->deflate, data, len, &out);
+    if (rc != 0)
+        return rc;
+    hlen = ws_frame_header_write(hdr, true, WS_RSV1, op, out.len);
+    rc = sendq_append(&c->sq, hdr, hlen, out.p, out.len);
+    if (rc != 0)  /* the client will never see it: forget it too */
+        ws_deflate_tx_reset(c->deflate);
+    c->w->stats->deflate_msgs++;
+    c->w->stats->deflate_in += len;
+    c->w->stats->deflate_out += out.len;
+    free(out.p);
+    return rc;
+}
+
+static int
+conn_queue_frame_ex(struct conn *c, uint8_t op, const void *data, size_t len,
+                    sock_buf *b, unsigned flags)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER];
+    size_t hlen;
+    int rc;
+
+    if (conn_should_compress(c, op, len, flags)) {
+        rc = conn_queue_compressed(c, op, data, len);
+    } else {
+        hlen = ws_frame_header_write(hdr, true, 0, op, len);
+        rc = b != NULL ? sendq_append_buf(&c->sq, hdr, hlen, b)
+                       : sendq_append(&c->sq, hdr, hlen, data, len);
+    }
     if (rc != 0)
         return rc;
     c->w->stats->msgs_out++;
     conn_want_flush(c);
     return 0;
+}
+
+/* Control frames and our own frames: never compressed. */
+static int
+conn_queue_frame(struct conn *c, uint8_t op, const void *data, size_t len,
+                 sock_buf *b)
+{
+    return conn_queue_frame_ex(c, op, data, len, b, SOCK_PUSH_NO_COMPRESS);
 }
 
 static void
@@ -472,9 +585,11 @@ conn_deliver_info(struct conn *c, const struct info *i)
     if (c->route->app->handle_info == NULL)
         return;
     c->in_cb = true;
+    c->w->delivering = i->data;
     messaging_set_current(c->w, c);
     ret = c->route->app->handle_info(&c->base, &in, &c->app_state);
     messaging_set_current(c->w, NULL);
+    c->w->delivering = NULL;
     c->in_cb = false;
     conn_after_app(c, ret);
 }
@@ -532,7 +647,10 @@ conn_frame_begin(struct conn *c)
     c->discard = c->state != CONN_OPEN && f->opcode != WS_OP_CLOSE;
     if (c->discard)
         return true;
-    if (f->rsv != 0) {
+    /* RFC 7692 §6: RSV1 only on the first frame of a data message, and
+       only with permessage-deflate agreed; RSV2/RSV3 never. */
+    if (f->rsv & ~(c->deflate != NULL && !control &&
+                   f->opcode != WS_OP_CONT ? WS_RSV1 : 0)) {
         conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
         return false;
     }
@@ -542,16 +660,19 @@ conn_frame_begin(struct conn *c)
         conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
         return false;
     }
-    /* Sizes are judged from the header, before any payload is buffered. */
-    if (f->len > conn_opts(c)->max_frame_size ||
-        f->len > c->max_message - (c->in_msg ? c->msg_len : 0)) {
-        conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
-        return false;
-    }
     if (f->opcode != WS_OP_CONT) {
         c->msg_op = f->opcode;
         c->utf8 = UTF8_ACCEPT;
         c->msg_len = 0;
+        c->msg_compressed = (f->rsv & WS_RSV1) != 0;
+    }
+    /* Sizes are judged from the header, before any payload is buffered;
+       a compressed message is held to max_message_size as it inflates. */
+    if (f->len > conn_opts(c)->max_frame_size ||
+        f->len > c->max_message - (c->in_msg && !c->msg_compressed
+                                   ? c->msg_len : 0)) {
+        conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
+        return false;
     }
     return true;
 }
@@ -641,6 +762,50 @@ conn_frame_end(struct conn *c)
     conn_data_end(c, c->msg, c->msg_len);
 }
 
+/*
+ * Compressed payload: inflated as it arrives, held to max_message_size and
+ * max_inflate_ratio while streaming (an inflate bomb stops at the first
+ * byte over), UTF-8 checked on what comes out.
+ */
+static bool
+conn_inflate(struct conn *c, const uint8_t *p, size_t k)
+{
+    bool last = c->f.fin && c->f_got + k == c->f.len;
+    struct ws_dbuf out = { c->msg, c->msg_len, c->msg_cap };
+    size_t before = c->msg_len;
+    int rc;
+
+    c->f_got += k;
+    if (k == 0 && !last)
+        return true;
+    rc = ws_deflate_inflate(c->deflate, p, k, last, &out, c->max_message,
+                            conn_opts(c)->max_inflate_ratio);
+    c->msg = out.p;
+    c->msg_len = out.len;
+    c->msg_cap = out.cap;
+    if (rc == -EMSGSIZE) {
+        conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
+        return false;
+    }
+    if (rc == -EBADMSG) {
+        conn_fail(c, 1007, SOCK_ERR_INFLATE);
+        return false;
+    }
+    if (rc != 0) {
+        conn_fail(c, 1011, SOCK_ERR_IO);
+        return false;
+    }
+    if (c->msg_op == WS_OP_TEXT) {
+        c->utf8 = utf8_validate(c->utf8, c->msg + before,
+                                c->msg_len - before);
+        if (c->utf8 == UTF8_REJECT) {
+            conn_fail(c, 1007, SOCK_ERR_UTF8);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Payload bytes of the current frame: unmask in place, then keep. */
 static bool
 conn_payload(struct conn *c, uint8_t *p, size_t k)
@@ -659,6 +824,8 @@ conn_payload(struct conn *c, uint8_t *p, size_t k)
         c->f_got += k;
         return true;
     }
+    if (c->msg_compressed)
+        return conn_inflate(c, p, k);
     if (c->msg_op == WS_OP_TEXT) {
         /* Fail fast: a bad byte ends the connection when it arrives. */
         c->utf8 = utf8_validate(c->utf8, p, k);
@@ -759,7 +926,7 @@ conn_frames(struct conn *c, uint8_t *p, size_t n)
             c->f_got = 0;
             c->rx = RX_PAYLOAD;
             if (!c->discard && !c->in_msg && c->f.fin &&
-                n - off >= c->f.len) {
+                !(c->f.rsv & WS_RSV1) && n - off >= c->f.len) {
                 conn_direct(c, p + off);
                 off += (size_t)c->f.len;
                 continue;
@@ -857,8 +1024,21 @@ conn_open(struct conn *c, const struct sock_request *r,
     size_t len;
     sock_ret ret;
 
+    struct ws_deflate_params dp;
+    char ext[WS_DEFLATE_RESP_MAX];
+    bool deflate = ws_deflate_negotiate(r, o, &dp, ext, sizeof(ext)) == 1;
+
+    if (deflate) {
+        c->deflate = ws_deflate_new(&dp, o->compress_level,
+                                    o->compress_mem_level);
+        deflate = c->deflate != NULL;
+        c->deflate_wbits = (uint8_t)dp.server_max_window_bits;
+        c->deflate_shared_ok = dp.server_no_context_takeover;
+        c->compress_on = true;
+    }
     ws_accept_key(ws_request_header(r, "Sec-WebSocket-Key"), accept);
-    resp = ws_response_101(accept, proto, NULL, u->extra_headers, &len);
+    resp = ws_response_101(accept, proto, deflate ? ext : NULL,
+                           u->extra_headers, &len);
     if (resp == NULL || conn_register(c) != 0 ||
         (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)) {
         free(resp);
@@ -1210,7 +1390,6 @@ op_push(sock_conn *sc, sock_opcode op, const void *data, size_t len,
     const struct route_opts *o;
     int rc;
 
-    (void)flags;
     if (c->state != CONN_OPEN)
         return -EPIPE;
     if (op != SOCK_TEXT && op != SOCK_BINARY && op != SOCK_PING &&
@@ -1225,7 +1404,7 @@ op_push(sock_conn *sc, sock_opcode op, const void *data, size_t len,
         conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
         return -ENOBUFS;
     }
-    rc = conn_queue_frame(c, (uint8_t)op, data, len, b);
+    rc = conn_queue_frame_ex(c, (uint8_t)op, data, len, b, flags);
     if (rc != 0)
         return rc;
     if (c->sq.bytes >= o->send_high_watermark)
@@ -1323,7 +1502,10 @@ op_set_option(sock_conn *sc, int opt, uint64_t value)
         c->max_message = value;
         return 0;
     case SOCK_OPT_COMPRESS:
-        return -ENOTSUP;
+        if (c->deflate == NULL)
+            return -ENOTSUP;
+        c->compress_on = value != 0;
+        return 0;
     }
     return -EINVAL;
 }

@@ -71,6 +71,14 @@ struct conn {
     /* Send side. */
     struct sendq sq;
 
+    /* permessage-deflate (RFC 7692), NULL unless agreed. */
+    struct ws_deflate *deflate;
+    uint8_t deflate_wbits;       /* our (server) window bits */
+    bool deflate_shared_ok;      /* server_no_context_takeover: frames
+                                    compressed once may be shared */
+    bool compress_on;            /* sock_set_compress */
+    bool msg_compressed;         /* the message being read had RSV1 */
+
     /* Options (the route's, overridable per connection). */
     uint32_t idle_ms;
     uint64_t max_message;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "wctl.h"
+#include "ws_deflate.h"
 
 #define WORKER_RBUF_SIZE (256 * 1024)
 #define WORKER_ACCEPTS_PER_WAKEUP 64
@@ -255,6 +256,12 @@ worker_free(struct worker *w)
     ev_signal_stop(w->loop, &w->sig_int);
     if (w->stats != &w->own_stats)
         w->stats->generation = 0; /* the slot is free again */
+    for (size_t i = 0; i < ARRAY_SIZE(w->dcache); i++) {
+        sock_buf_unref(w->dcache[i].key);
+        sock_buf_unref(w->dcache[i].val);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(w->dshared); i++)
+        ws_deflate_shared_free(w->dshared[i]);
     messaging_destroy(w);
     tlist_set_free(w->timers);
     idmap_destroy(&w->ids);

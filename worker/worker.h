@@ -44,6 +44,8 @@ struct worker_stats {
     uint64_t handshake_failed, msgs_in, msgs_out, bytes_in, bytes_out;
     uint64_t infos_sent, infos_dropped, infos_stale;
     uint64_t open, draining;      /* gauges: open WebSocket connections */
+    uint64_t deflate_msgs, deflate_in, deflate_out; /* compressed by us */
+    uint64_t deflate_shared;      /* of those, compressed once and shared */
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
 };
@@ -84,6 +86,20 @@ struct worker {
     /* Under a master (wctl.c): the control channel, count reports, the
        reload drain, and the shared per-slot connection counts that keep
        accepting balanced (nginx's accept_disabled). */
+    /* Broadcast compression (conn.c): the info payload being delivered,
+       and frames compressed once from such payloads, by window bits. */
+    sock_buf *delivering;
+    struct deflate_cache {
+        sock_buf *key;            /* the payload (a ref keeps it unique) */
+        sock_buf *val;            /* its compressed bytes */
+        int wbits, level, mem_level;
+    } dcache[64];                 /* >= the per-connection delivery batch,
+                                     so fan-out of that many distinct
+                                     messages never thrashes it */
+    unsigned dcache_next;
+    struct ws_deflate_shared *dshared[4];
+    int dshared_key[4];
+
     int chan_fd;
     ev_io chan_io;
     ev_timer report_timer;

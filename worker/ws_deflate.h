@@ -18,7 +18,10 @@
 /* A resp buffer of this size always holds the longest answer (128 + NUL). */
 #define WS_DEFLATE_RESP_MAX 160
 /* Messages may inflate to this many bytes whatever the ratio. */
-#define WS_DEFLATE_RATIO_FLOOR (64 * 1024)
+/* The ratio limit starts here: memory is bounded by max_out anyway, and a
+   legitimate message of repeated content (100 KB of zeros: ratio ~1000)
+   must not be cut as a bomb. */
+#define WS_DEFLATE_RATIO_FLOOR (1024 * 1024)
 
 /* What was agreed, from the server's side. */
 struct ws_deflate_params {

@@ -17,6 +17,8 @@
  *   self TEXT            info (type 3) to itself, then push "sent"
  *   sub TOPIC | unsub TOPIC          push "ok"
  *   pub TOPIC TEXT       subscribers push "topic:TOPIC:TEXT"
+ *   rpub TOPIC TEXT      subscribers push TEXT itself (the shared payload,
+ *                        so a compressing server can build its frame once)
  *   bcast TEXT           every connection pushes "bcast:TEXT"
  *   pause MS             stop reading for MS ms, then push "resumed"
  *   subproto | route | writable      push what the getter says
@@ -47,6 +49,7 @@ enum {
     T_SELF = 3,
     T_PUB = 4,
     T_BCAST = 5,
+    T_RAW_PUB = 6,
     T_RESUME = 9,
 };
 
@@ -307,7 +310,7 @@ cmd_send(sock_conn *c, const struct cmd *k)
 }
 
 static sock_ret
-cmd_pub(sock_conn *c, const struct cmd *k)
+cmd_pub_type(sock_conn *c, const struct cmd *k, uint32_t type)
 {
     const char *topic, *text;
     size_t topic_len, tlen;
@@ -320,8 +323,14 @@ cmd_pub(sock_conn *c, const struct cmd *k)
     }
     memcpy(name, topic, topic_len);
     name[topic_len] = '\0';
-    sock_publish(name, T_PUB, text, tlen);
+    sock_publish(name, type, text, tlen);
     return SOCK_CONTINUE;
+}
+
+static sock_ret
+cmd_pub(sock_conn *c, const struct cmd *k)
+{
+    return cmd_pub_type(c, k, T_PUB);
 }
 
 static sock_ret
@@ -394,6 +403,8 @@ run_command(sock_conn *c, const char *msg, size_t len)
         return cmd_send(c, &k);
     if (cmd_is(&k, "pub"))
         return cmd_pub(c, &k);
+    if (cmd_is(&k, "rpub"))
+        return cmd_pub_type(c, &k, T_RAW_PUB);
     if (cmd_is(&k, "pause"))
         return cmd_pause(c, &k);
     return cmd_simple(c, &k);
@@ -452,6 +463,10 @@ probe_handle_info(sock_conn *c, const sock_info *i, void **state)
         push_joined(c, "info:", from, strlen(from), i->data, i->len);
         break;
     case SOCK_INFO_PUBLISH:
+        if (i->type == T_RAW_PUB) {
+            sock_push(c, SOCK_TEXT, i->data, i->len);
+            break;
+        }
         push_joined(c, "topic:", i->topic != NULL ? i->topic : "",
                     i->topic != NULL ? strlen(i->topic) : 0, i->data,
                     i->len);

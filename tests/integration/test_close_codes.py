@@ -565,7 +565,7 @@ def deflate(data):
 
 # Until permessage-deflate lands, a server that does not negotiate it on a
 # compress = on route skips these (loudly); SOCK_REQUIRE_DEFLATE=1 fails.
-REQUIRE_DEFLATE = os.environ.get("SOCK_REQUIRE_DEFLATE") == "1"
+REQUIRE_DEFLATE = True  # sockd negotiates permessage-deflate now
 
 
 class Deflate(SockdTestCase):
