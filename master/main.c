@@ -92,12 +92,31 @@ open_listeners(const struct config *cfg, int *fds)
     return 0;
 }
 
+static void
+single_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    const struct config *cfg = s->data;
+    int rc;
+
+    (void)loop;
+    (void)revents;
+    if (s->signum == SIGHUP) {
+        log_warn("event=reload_unsupported reason=\"workers = 0 runs "
+                 "without a master; restart to apply a new configuration\"");
+        return;
+    }
+    rc = log_reopen(cfg->server.log_file);
+    if (rc != 0)
+        log_err("event=reopen_failed error=\"%s\"", strerror(-rc));
+}
+
 /* workers = 0: one worker, in this process, until TERM/QUIT/INT. */
 static int
 run_single(const struct config *cfg)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct worker *w;
+    ev_signal hup, usr1;
     char err[1024];
     int *fds = calloc(cfg->n_listeners + 1, sizeof(int));
 
@@ -117,6 +136,12 @@ run_single(const struct config *cfg)
     }
     log_set_role("worker", 0);
     worker_start(w);
+    /* No master here: HUP cannot start a new generation; USR1 reopens. */
+    ev_signal_init(&hup, single_on_signal, SIGHUP);
+    ev_signal_init(&usr1, single_on_signal, SIGUSR1);
+    hup.data = usr1.data = (void *)cfg;
+    ev_signal_start(loop, &hup);
+    ev_signal_start(loop, &usr1);
     log_info("event=ready workers=0 routes=%zu", cfg->n_routes);
     ev_run(loop, 0);
     log_info("event=exit accepted=%llu opened=%llu closed=%llu "
@@ -127,6 +152,8 @@ run_single(const struct config *cfg)
              (unsigned long long)w->stats->msgs_in,
              (unsigned long long)w->stats->msgs_out,
              (unsigned long long)w->stats->handshake_failed);
+    ev_signal_stop(loop, &hup);
+    ev_signal_stop(loop, &usr1);
     worker_free(w);
     for (size_t i = 0; i < cfg->n_listeners + (cfg->admin.listen != NULL); i++)
         close(fds[i]);

@@ -186,6 +186,11 @@ listen_prepare_one(struct master *m, const struct config *cfg,
         m->listens = ml;
     }
     ml->used = true;
+    /* Fewer workers: sockets of slots that no longer exist would keep
+       receiving connections nobody accepts; the old workers close their
+       copies as they drain. */
+    while (ml->reuseport && ml->nfds > want)
+        close(ml->fds[--ml->nfds]);
     if (ml->nfds >= want)
         return 0;
     int *fds = realloc(ml->fds, (size_t)want * sizeof(int));
@@ -404,7 +409,7 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     w->shm_counts = g->shm;
     w->shm_counts[slot] = 0;
     w->n_slots = (unsigned)g->n;
-    worker_share_stats(w, m->stats, MAX_GENERATIONS * MAX_SLOTS,
+    worker_share_stats(w, m->stats, MAX_GENERATIONS * MAX_SLOTS + 1,
                        (size_t)g->row * MAX_SLOTS + (size_t)slot);
     worker_start(w);
     wctl_attach(w, chan);
@@ -487,6 +492,36 @@ shm_row_free(struct master *m)
     return -1;
 }
 
+/*
+ * A worker is gone: its counters move to the retired slot (the last one),
+ * so /metrics totals never go down; its gauges end with it.
+ */
+static void
+stats_retire(struct master *m, size_t i)
+{
+    struct worker_stats *r = &m->stats[MAX_GENERATIONS * MAX_SLOTS];
+    struct worker_stats *s = &m->stats[i];
+
+    r->generation = 1; /* counted by the summing worker */
+    r->accepted += s->accepted;
+    r->opened += s->opened;
+    r->closed += s->closed;
+    r->refused_full += s->refused_full;
+    r->handshake_failed += s->handshake_failed;
+    r->msgs_in += s->msgs_in;
+    r->msgs_out += s->msgs_out;
+    r->bytes_in += s->bytes_in;
+    r->bytes_out += s->bytes_out;
+    r->infos_sent += s->infos_sent;
+    r->infos_dropped += s->infos_dropped;
+    r->infos_stale += s->infos_stale;
+    r->deflate_msgs += s->deflate_msgs;
+    r->deflate_shared += s->deflate_shared;
+    r->deflate_in += s->deflate_in;
+    r->deflate_out += s->deflate_out;
+    memset(s, 0, sizeof(*s));
+}
+
 static struct generation *
 gen_new(struct master *m, struct config *cfg)
 {
@@ -506,8 +541,8 @@ gen_new(struct master *m, struct config *cfg)
     }
     g->row = row;
     g->shm = m->shm + (size_t)row * MAX_SLOTS;
-    memset(&m->stats[(size_t)row * MAX_SLOTS], 0,
-           MAX_SLOTS * sizeof(*m->stats));
+    for (size_t i = 0; i < MAX_SLOTS; i++)
+        stats_retire(m, (size_t)row * MAX_SLOTS + i);
     for (int i = 0; i < MAX_SLOTS; i++)
         g->shm[i] = SLOT_DEAD;
     for (int i = 0; i < g->n; i++) {
@@ -773,9 +808,18 @@ master_reload(struct master *m)
             notify_send("READY=1");
         return -EINVAL;
     }
+    err[0] = '\0';
     if (listens_prepare(m, cfg, worker_count(cfg), err, sizeof(err)) != 0 ||
         (g = gen_new(m, cfg)) == NULL) {
+        char line[1200];
+
+        if (err[0] == '\0')
+            snprintf(err, sizeof(err), "too many generations alive (%d): "
+                     "wait for the old ones to drain", MAX_GENERATIONS);
         log_err("event=reload_failed error=\"%s\"", err);
+        snprintf(line, sizeof(line), "ERR %s\nERR reload refused; nothing "
+                 "changed", err);
+        ctl_reply_reloads(m, line);
         config_free(cfg);
         if (m->active != NULL)
             notify_send("READY=1");
@@ -863,8 +907,7 @@ wproc_exited(struct master *m, struct wproc *w, int status)
         w->chan = -1;
     }
     g->shm[w->slot] = SLOT_DEAD;
-    /* Its counters stay for /metrics; its gauges die with it. */
-    m->stats[(size_t)g->row * MAX_SLOTS + (size_t)w->slot].open = 0;
+    stats_retire(m, (size_t)g->row * MAX_SLOTS + (size_t)w->slot);
     if (m->stopping || g->draining ||
         (clean && g != m->active && g != m->pending))
         return;
@@ -1327,7 +1370,8 @@ master_cleanup(struct master *m)
     if (m->shm != NULL)
         munmap((void *)m->shm, MAX_GENERATIONS * MAX_SLOTS * sizeof(uint32_t));
     if (m->stats != NULL && m->stats != MAP_FAILED)
-        munmap(m->stats, MAX_GENERATIONS * MAX_SLOTS * sizeof(*m->stats));
+        munmap(m->stats,
+               (MAX_GENERATIONS * MAX_SLOTS + 1) * sizeof(*m->stats));
 }
 
 int
@@ -1342,7 +1386,7 @@ master_run(const char *cfg_path, const struct config *first)
     m.loop = ev_default_loop(EVFLAG_AUTO);
     m.shm = mmap(NULL, MAX_GENERATIONS * MAX_SLOTS * sizeof(uint32_t),
                  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    m.stats = mmap(NULL, MAX_GENERATIONS * MAX_SLOTS * sizeof(*m.stats),
+    m.stats = mmap(NULL, (MAX_GENERATIONS * MAX_SLOTS + 1) * sizeof(*m.stats),
                    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m.loop == NULL || m.shm == MAP_FAILED || m.stats == MAP_FAILED ||
         m.cfg_path == NULL) {

@@ -566,7 +566,9 @@ op_push(sock_conn *c, sock_opcode op, const void *data, size_t len,
 
     (void)b;
     (void)flags;
-    if (!t->open || t->stopped)
+    /* As on the server: pushes made in the handler that stops still go
+       out (before the close frame). */
+    if (!t->open || (t->stopped && !t->in_cb))
         return -EPIPE;
     if (op != SOCK_TEXT && op != SOCK_BINARY && op != SOCK_PING &&
         op != SOCK_PONG)

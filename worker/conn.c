@@ -1373,6 +1373,8 @@ conn_on_timeout(struct tnode *n, void *ctx)
 void
 conn_shutdown(struct conn *c, uint16_t code)
 {
+    if (code == 0 && c->route != NULL)
+        code = conn_opts(c)->shutdown_close_code;
     if (c->state == CONN_OPEN)
         conn_close(c, code, NULL, 0, SOCK_CLOSE_SHUTDOWN, SOCK_ERR_NONE);
     else if (c->state == CONN_HANDSHAKE)

@@ -57,7 +57,7 @@ wctl_command(struct worker *w, const char *cmd)
     if (strcmp(cmd, "quit") == 0) {
         worker_drain(w);
     } else if (strcmp(cmd, "stop") == 0) {
-        worker_shutdown(w, w->cfg->defaults.shutdown_close_code,
+        worker_shutdown(w, 0,
                         w->cfg->server.shutdown_timeout_ms);
     } else if (strcmp(cmd, "fast") == 0) {
         worker_fast_stop(w);
@@ -88,7 +88,7 @@ wctl_on_read(struct ev_loop *loop, ev_io *io, int revents)
         /* The master is gone: serve no new clients, close the rest. */
         log_warn("event=master_gone action=stop");
         wctl_detach(w);
-        worker_shutdown(w, w->cfg->defaults.shutdown_close_code,
+        worker_shutdown(w, 0,
                         w->cfg->server.shutdown_timeout_ms);
         return;
     }
@@ -158,6 +158,13 @@ worker_drain(struct worker *w)
         return;
     w->draining = true;
     worker_stop_accepting(w);
+    /* Our copies of the listening sockets go: a reuseport socket of a slot
+       the new generation no longer has must leave the kernel's group. */
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i].fd >= 0)
+            close(w->listeners[i].fd);
+        w->listeners[i].fd = -1;
+    }
     log_info("event=drain open=%zu drain_timeout_ms=%u", w->n_conns,
              s->drain_timeout_ms);
     for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {

@@ -254,8 +254,6 @@ worker_free(struct worker *w)
     ev_signal_stop(w->loop, &w->sig_term);
     ev_signal_stop(w->loop, &w->sig_quit);
     ev_signal_stop(w->loop, &w->sig_int);
-    if (w->stats != &w->own_stats)
-        w->stats->generation = 0; /* the slot is free again */
     for (size_t i = 0; i < ARRAY_SIZE(w->dcache); i++) {
         sock_buf_unref(w->dcache[i].key);
         sock_buf_unref(w->dcache[i].val);
@@ -439,10 +437,13 @@ worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms)
 {
     struct list *l, *next;
 
-    if (w->stopping)
+    if (w->shutting_down)
         return;
+    /* Also during a reload drain: the server is stopping now. */
+    w->shutting_down = true;
     w->stopping = true;
     worker_stop_accepting(w);
+    ev_timer_stop(w->loop, &w->stop_timer);
     log_info("event=shutdown open=%zu code=%u", w->n_conns, code);
     for (l = w->conns.next; l != &w->conns; l = next) {
         next = l->next;
@@ -464,7 +465,7 @@ worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         worker_fast_stop(w);
         return;
     }
-    worker_shutdown(w, w->cfg->defaults.shutdown_close_code,
+    worker_shutdown(w, 0,
                     w->cfg->server.shutdown_timeout_ms);
 }
 

@@ -77,6 +77,7 @@ struct worker {
     size_t n_conns;
     uint32_t max_conns;
     bool stopping;
+    bool shutting_down;
     bool draining;
     struct worker_stats *stats;    /* own_stats, or our slot of stats_all */
     struct worker_stats own_stats;
@@ -129,7 +130,8 @@ void worker_start(struct worker *w);
 void worker_stop_accepting(struct worker *w);
 /* INT: drop every connection without a close frame and leave the loop. */
 void worker_fast_stop(struct worker *w);
-/* Graceful stop: stop accepting, close every connection with code. */
+/* Graceful stop: stop accepting, close every connection with code (0: each
+   route's shutdown_close_code). */
 void worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms);
 /* The route for a request path, or NULL. */
 struct route_rt *worker_route_find(struct worker *w, const char *path);
