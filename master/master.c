@@ -27,10 +27,12 @@
 #include <ev.h>
 
 #include "apps.h"
+#include "bus.h"
 #include "common.h"
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
+#include "messaging.h"
 #include "notify.h"
 #include "wctl.h"
 #include "worker.h"
@@ -368,6 +370,31 @@ child_drop_privileges(const struct config *cfg)
     return 0;
 }
 
+static void
+bus_path(const struct generation *g, int slot, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/bus-%u-%d.sock", g->cfg->server.runtime_dir,
+             g->id, slot);
+}
+
+/* The worker's end of the bus; its peers come over the channel. */
+static int
+child_open_bus(struct worker *w, const struct generation *g, int slot,
+               int chan)
+{
+    static const struct bus_ops ops = { .deliver = messaging_bus_deliver };
+    char path[512], err[256];
+
+    bus_path(g, slot, path, sizeof(path));
+    w->bus = bus_new(w->loop, (uint32_t)g->id << 8 | (uint32_t)slot, path,
+                     &ops, w, err, sizeof(err));
+    if (w->bus != NULL)
+        return 0;
+    log_err("event=bus_failed path=%s error=\"%s\"", path, err);
+    dprintf(chan, "error bus: %.100s", err);
+    return -1;
+}
+
 /* The child side of a fork: a fresh loop, then the worker (DESIGN §4.4). */
 static void __attribute__((noreturn))
 child_run(struct master *m, struct generation *g, int slot, int chan)
@@ -406,6 +433,8 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
         dprintf(chan, "error %.100s", loop ? err : "no event loop");
         _exit(78);
     }
+    if (child_open_bus(w, g, slot, chan) != 0)
+        _exit(78);
     w->shm_counts = g->shm;
     w->shm_counts[slot] = 0;
     w->n_slots = (unsigned)g->n;
@@ -603,6 +632,52 @@ notify_status(struct master *m)
                 m->active ? m->active->id : 0, workers, conns);
 }
 
+/* ---- Bus membership (DESIGN §5.2) ----------------------------------------- */
+
+static void
+peer_line(const struct wproc *w, char *buf, size_t size)
+{
+    char path[512];
+
+    bus_path(w->g, w->slot, path, sizeof(path));
+    snprintf(buf, size, "peer %u %d %s", (unsigned)w->g->id << 8 | w->slot,
+             (int)w->pid, path);
+}
+
+/* w accepts now: it and every other live worker learn of each other,
+   across generations, so ids stay reachable during a reload. */
+static void
+announce_peer(struct master *m, struct wproc *w)
+{
+    char mine[600], theirs[600];
+
+    peer_line(w, mine, sizeof(mine));
+    for (struct generation *g = m->gens; g != NULL; g = g->next) {
+        for (int i = 0; i < g->n; i++) {
+            struct wproc *x = &g->w[i];
+
+            if (x == w || x->pid <= 0 || x->state == W_STARTING)
+                continue;
+            wproc_send(x, mine);
+            peer_line(x, theirs, sizeof(theirs));
+            wproc_send(w, theirs);
+        }
+    }
+}
+
+static void
+announce_gone(struct master *m, const struct wproc *w)
+{
+    char line[64];
+
+    snprintf(line, sizeof(line), "unpeer %u",
+             (unsigned)w->g->id << 8 | w->slot);
+    for (struct generation *g = m->gens; g != NULL; g = g->next)
+        for (int i = 0; i < g->n; i++)
+            if (&g->w[i] != w && g->w[i].pid > 0)
+                wproc_send(&g->w[i], line);
+}
+
 /* ---- Reading worker channels -------------------------------------------- */
 
 static void
@@ -628,6 +703,7 @@ wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents)
         if (w->state == W_STARTING) {
             w->state = w->g->draining ? W_DRAINING : W_READY;
             w->g->ready++;
+            announce_peer(m, w);
             gen_ready_check(m, w->g);
         }
     } else if (strncmp(buf, "error ", 6) == 0) {
@@ -896,6 +972,8 @@ wproc_exited(struct master *m, struct wproc *w, int status)
         gen_abort_pending(m, why);
         return;
     }
+    if (w->state != W_STARTING)
+        announce_gone(m, w);
     w->pid = 0;
     w->conns = 0;
     if (w->state == W_READY)

@@ -3,8 +3,9 @@
  * to subscriber lists), broadcast, sock_send_after timers, and the host
  * calls behind sock_send_info / sock_publish / sock_broadcast. A payload
  * is copied once into a shared buffer and referenced by every recipient.
- * Ids of other workers or generations are for the bus (ipc/); until it
- * carries them they are dropped and counted as stale.
+ * Ids of other workers and generations of this machine go over the bus
+ * (ipc/): one hop to the owning worker; topics and broadcasts go once to
+ * every worker, which fans out to its own connections.
  */
 #include "messaging.h"
 
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "log.h"
 #include "worker.h"
@@ -51,6 +53,11 @@ static int host_publish(void *host, const char *topic, uint32_t type,
                         const void *data, size_t len);
 static int host_broadcast(void *host, uint32_t type, const void *data,
                           size_t len);
+
+static int publish_local(struct worker *w, const char *topic, uint32_t type,
+                         sock_id from, const void *data, size_t len);
+static int broadcast_local(struct worker *w, uint32_t type, sock_id from,
+                           const void *data, size_t len);
 
 static const struct sock_host_ops host_ops = {
     .send_info = host_send_info,
@@ -355,16 +362,15 @@ id_is_local(const struct worker *w, sock_id id)
            SOCK_ID_SLOT(id) == w->slot;
 }
 
+/* Delivers to one connection of this worker. */
 static int
-host_send_info(void *host, sock_id to, uint32_t type, const void *data,
-               size_t len)
+send_local(struct worker *w, sock_id to, uint32_t type, sock_id from,
+           const void *data, size_t len)
 {
-    struct worker *w = host;
     struct conn *c;
     sock_buf *b;
     int rc;
 
-    w->stats->infos_sent++;
     c = id_is_local(w, to) ? idmap_get(&w->ids, SOCK_ID_SERIAL(to)) : NULL;
     if (c == NULL || c->state != CONN_OPEN) {
         w->stats->infos_stale++;
@@ -375,9 +381,83 @@ host_send_info(void *host, sock_id to, uint32_t type, const void *data,
     b = sock_buf_new(data, len);
     if (b == NULL)
         return -ENOMEM;
-    rc = messaging_enqueue(c, SOCK_INFO_SEND, type, current_id(w), NULL, b);
+    rc = messaging_enqueue(c, SOCK_INFO_SEND, type, from, NULL, b);
     sock_buf_unref(b);
     return rc == -ENOBUFS || rc == -EPIPE ? 0 : rc;
+}
+
+/* ---- The bus ------------------------------------------------------------- */
+
+static uint32_t
+peer_key_of(sock_id id)
+{
+    return (uint32_t)SOCK_ID_GENERATION(id) << 8 | SOCK_ID_SLOT(id);
+}
+
+static int
+bus_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
+        sock_id from, const char *topic, const void *data, size_t len)
+{
+    struct bus_msg m = {
+        .type = type, .to = to, .from = from, .app_type = app_type,
+        .topic = topic, .topic_len = topic ? (uint16_t)strlen(topic) : 0,
+        .data = data, .len = (uint32_t)len,
+    };
+    int rc;
+
+    if (w->bus == NULL)
+        return type == BUS_SEND ? -ENOENT : 0;
+    if (len > UINT32_MAX)
+        return -EMSGSIZE;
+    rc = type == BUS_SEND ? bus_send(w->bus, peer_key_of(to), &m)
+                          : bus_send_all(w->bus, &m);
+    if (rc == -ENOBUFS)
+        w->stats->infos_dropped++;
+    return rc;
+}
+
+/* A message from another worker of this machine. */
+void
+messaging_bus_deliver(void *ctx, const struct bus_msg *m)
+{
+    struct worker *w = ctx;
+    char topic[256];
+
+    switch (m->type) {
+    case BUS_SEND:
+        send_local(w, m->to, m->app_type, m->from, m->data, m->len);
+        break;
+    case BUS_PUBLISH:
+        if (m->topic_len == 0 || m->topic_len >= sizeof(topic))
+            break;
+        memcpy(topic, m->topic, m->topic_len);
+        topic[m->topic_len] = '\0';
+        publish_local(w, topic, m->app_type, m->from, m->data, m->len);
+        break;
+    case BUS_BROADCAST:
+        broadcast_local(w, m->app_type, m->from, m->data, m->len);
+        break;
+    }
+}
+
+static int
+host_send_info(void *host, sock_id to, uint32_t type, const void *data,
+               size_t len)
+{
+    struct worker *w = host;
+    int rc;
+
+    w->stats->infos_sent++;
+    if (id_is_local(w, to))
+        return send_local(w, to, type, current_id(w), data, len);
+    if (SOCK_ID_NODE(to) != w->node || to == 0) {
+        w->stats->infos_stale++; /* other machines: the Redis bridge */
+        return 0;
+    }
+    rc = bus_out(w, BUS_SEND, to, type, current_id(w), NULL, data, len);
+    if (rc == -ENOENT)
+        w->stats->infos_stale++; /* no such worker (any more) */
+    return rc == 0 || rc == -ENOENT || rc == -ENOBUFS ? 0 : rc;
 }
 
 static int
@@ -385,8 +465,30 @@ host_publish(void *host, const char *topic, uint32_t type, const void *data,
              size_t len)
 {
     struct worker *w = host;
-    struct topic *t = topic_get(w->topics, topic, false);
     sock_id from = current_id(w);
+    int rc = publish_local(w, topic, type, from, data, len);
+
+    bus_out(w, BUS_PUBLISH, 0, type, from, topic, data, len);
+    return rc;
+}
+
+static int
+host_broadcast(void *host, uint32_t type, const void *data, size_t len)
+{
+    struct worker *w = host;
+    sock_id from = current_id(w);
+    int rc = broadcast_local(w, type, from, data, len);
+
+    bus_out(w, BUS_BROADCAST, 0, type, from, NULL, data, len);
+    return rc;
+}
+
+/* Delivers to this worker's subscribers of topic. */
+static int
+publish_local(struct worker *w, const char *topic, uint32_t type,
+              sock_id from, const void *data, size_t len)
+{
+    struct topic *t = topic_get(w->topics, topic, false);
     struct list *l;
     sock_buf *b;
 
@@ -407,10 +509,9 @@ host_publish(void *host, const char *topic, uint32_t type, const void *data,
 }
 
 static int
-host_broadcast(void *host, uint32_t type, const void *data, size_t len)
+broadcast_local(struct worker *w, uint32_t type, sock_id from,
+                const void *data, size_t len)
 {
-    struct worker *w = host;
-    sock_id from = current_id(w);
     struct list *l;
     sock_buf *b = sock_buf_new(data, len);
 

@@ -48,6 +48,11 @@ int messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
 /* Drops the inbox, cancels timers, leaves every topic. */
 void messaging_conn_cleanup(struct conn *c);
 
+struct bus_msg;
+/* The bus's deliver callback: a message from another worker (ctx: the
+   worker). */
+void messaging_bus_deliver(void *ctx, const struct bus_msg *m);
+
 /* The connection whose callback is running, for the "from" of infos. */
 void messaging_set_current(struct worker *w, struct conn *c);
 

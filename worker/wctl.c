@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
@@ -51,6 +52,29 @@ wctl_conns_changed(struct worker *w)
     }
 }
 
+/* "KEY PID PATH": another worker of this machine, by its bus key. */
+static void
+wctl_peer(struct worker *w, const char *args)
+{
+    unsigned key;
+    int pid, n = 0;
+    int rc;
+
+    if (w->bus == NULL || sscanf(args, "%u %d %n", &key, &pid, &n) != 2 ||
+        n == 0) {
+        log_warn("event=bad_peer_command args=\"%.64s\"", args);
+        return;
+    }
+    rc = bus_peer_add(w->bus, key, (pid_t)pid, args + n);
+    if (rc == -EEXIST) { /* respawned in the same slot: a new pid */
+        bus_peer_remove(w->bus, key);
+        rc = bus_peer_add(w->bus, key, (pid_t)pid, args + n);
+    }
+    if (rc != 0)
+        log_warn("event=peer_add_failed key=%u error=\"%s\"", key,
+                 strerror(-rc));
+}
+
 static void
 wctl_command(struct worker *w, const char *cmd)
 {
@@ -67,6 +91,11 @@ wctl_command(struct worker *w, const char *cmd)
         if (rc != 0)
             log_err("event=reopen_failed path=%s error=\"%s\"",
                     w->cfg->server.log_file, strerror(-rc));
+    } else if (strncmp(cmd, "peer ", 5) == 0) {
+        wctl_peer(w, cmd + 5);
+    } else if (strncmp(cmd, "unpeer ", 7) == 0) {
+        if (w->bus != NULL)
+            bus_peer_remove(w->bus, (uint32_t)strtoul(cmd + 7, NULL, 10));
     } else {
         log_warn("event=unknown_command command=\"%.32s\"", cmd);
     }
@@ -76,7 +105,7 @@ static void
 wctl_on_read(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct worker *w = container_of(io, struct worker, chan_io);
-    char buf[128];
+    char buf[1024];
     ssize_t n;
 
     (void)loop;

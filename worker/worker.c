@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "apps.h"
+#include "bus.h"
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
@@ -244,6 +245,8 @@ worker_free(struct worker *w)
     for (size_t i = 0; i < w->n_listeners; i++)
         ev_io_stop(w->loop, &w->listeners[i].io);
     wctl_detach(w);
+    bus_free(w->bus);
+    w->bus = NULL;
     ev_timer_stop(w->loop, &w->drain_timer);
     for (size_t i = 0; i < w->n_routes; i++)
         apps_unload(w->routes[i].dl);

@@ -18,6 +18,7 @@
 #include "tlist.h"
 
 struct topics;
+struct bus;
 
 /* A slot's count while it has no live worker (shm_counts). */
 #define SLOT_DEAD UINT32_MAX
@@ -66,6 +67,7 @@ struct worker {
     struct idmap ids;         /* serial -> open connection */
     struct tlist_set *timers;
     struct topics *topics;
+    struct bus *bus;          /* to the other workers; NULL with workers = 0 */
     struct list conns;        /* every live connection */
     struct list flush;        /* connections with output to write */
     struct list pending;      /* connections with infos or stashed input */
