@@ -17,6 +17,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "master.h"
+#include "tls.h"
 #include "log.h"
 #include "worker.h"
 
@@ -36,11 +37,24 @@ usage(FILE *out)
             "  -h       print this help and exit\n");
 }
 
-/* What -t checks beyond the parser: every route's app loads. */
+/* What -t checks beyond the parser: every route's app loads, every TLS
+   certificate and key can be read and belong together. */
 static int
 check_apps(const struct config *cfg)
 {
     int bad = 0;
+
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener_cfg *l = &cfg->listeners[i];
+        char why[512];
+
+        if (l->tls_certificate != NULL &&
+            tls_check_files(l->tls_certificate, l->tls_key, why,
+                            sizeof(why)) != 0) {
+            fprintf(stderr, "%s:%d: %s\n", cfg->path, l->line, why);
+            bad++;
+        }
+    }
 
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const sock_app *app;
@@ -129,6 +143,10 @@ run_single(const struct config *cfg)
         return 1;
     }
     w = worker_new(loop, cfg, fds, 1, 0, err, sizeof(err));
+    if (w != NULL && worker_load_tls(w, NULL, err, sizeof(err)) != 0) {
+        worker_free(w);
+        w = NULL;
+    }
     if (w == NULL) {
         fprintf(stderr, "%s\n", err);
         free(fds);

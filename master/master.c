@@ -34,6 +34,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "notify.h"
+#include "tls.h"
 #include "wctl.h"
 #include "worker.h"
 
@@ -119,6 +120,7 @@ struct master {
     bool stopping, fast;
     int exit_code;
     int *activated;           /* LISTEN_FDS passed by systemd */
+    struct tls_ticket_keys ticket_keys; /* made once, kept across reloads */
     int n_activated;
 };
 
@@ -421,12 +423,18 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
     log_set_role("worker", slot);
-    if (child_drop_privileges(g->cfg) != 0)
-        _exit(78);
     loop = ev_default_loop(EVFLAG_AUTO);
     w = loop ? worker_new(loop, g->cfg, keep, g->id, (uint8_t)slot, err,
                           sizeof(err))
              : NULL;
+    /* Certificates are read now, as root if we started as root, so a
+       reload re-reads them; then privileges go. */
+    if (w != NULL && (worker_load_tls(w, &m->ticket_keys, err,
+                                      sizeof(err)) != 0 ||
+                      child_drop_privileges(g->cfg) != 0)) {
+        worker_free(w);
+        w = NULL;
+    }
     if (w == NULL) {
         log_err("event=worker_start_failed generation=%u error=\"%s\"",
                 g->id, loop ? err : "no event loop");
@@ -810,10 +818,22 @@ gen_spawn_all(struct master *m, struct generation *g, char *err,
 }
 
 /* What the master can check of the apps without running their code:
-   built-in names, and module files that exist and can be read. */
+   built-in names, and module files that exist and can be read; and the
+   TLS files. */
 static int
 check_app_specs(const struct config *cfg, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener_cfg *l = &cfg->listeners[i];
+        char why[512];
+
+        if (l->tls_certificate != NULL &&
+            tls_check_files(l->tls_certificate, l->tls_key, why,
+                            sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s:%d: %s", cfg->path, l->line, why);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < cfg->n_routes; i++) {
         char why[512];
 
@@ -1479,6 +1499,10 @@ master_run(const char *cfg_path, const struct config *first)
         return 1;
     }
     take_listen_fds(&m);
+    if (tls_ticket_keys_generate(&m.ticket_keys) != 0) {
+        fprintf(stderr, "sockd: cannot make TLS ticket keys\n");
+        return 1;
+    }
     master_start_watchers(&m, watchdog);
     if (master_reload(&m) != 0) {
         master_cleanup(&m);

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "static.h"
+#include "tls.h"
 #include "utf8.h"
 #include "ws_deflate.h"
 #include "wctl.h"
@@ -108,7 +109,8 @@ format_peer(const struct sockaddr *sa, socklen_t salen)
 }
 
 struct conn *
-conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+         struct tls_ctx *tls)
 {
     struct conn *c = calloc(1, sizeof(*c));
     int one = 1;
@@ -116,7 +118,12 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
     if (c == NULL)
         return NULL;
     c->peer = format_peer(sa, salen);
-    if (c->peer == NULL) {
+    if (tls != NULL && c->peer != NULL) {
+        c->tls = tls_conn_new(tls, fd);
+        c->tls_handshaking = true;
+    }
+    if (c->peer == NULL || (tls != NULL && c->tls == NULL)) {
+        free(c->peer);
         free(c);
         return NULL;
     }
@@ -185,6 +192,8 @@ conn_teardown(struct conn *c)
     list_remove(&c->flink);
     list_remove(&c->plink);
     list_remove(&c->link);
+    tls_conn_free(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     if (c->id != 0)
@@ -439,7 +448,17 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
 {
     struct conn *c = ctx;
     ssize_t n;
+    int want = 0;
 
+    if (c->tls != NULL) {
+        n = tls_writev(c->tls, iov, iovcnt, &want);
+        /* A TLS write may need the peer's bytes first: the read side
+           resumes it, so the write watcher must not spin meanwhile. */
+        c->tls_write_wants_read = n == -EAGAIN && want == TLS_WANT_READ;
+        if (n > 0)
+            c->w->stats->bytes_out += (uint64_t)n;
+        return n;
+    }
     do {
         n = writev(c->fd, iov, iovcnt);
     } while (n < 0 && errno == EINTR);
@@ -486,11 +505,15 @@ conn_flush(struct conn *c)
         return;
     }
     if (rc > 0) {
-        ev_io_start(c->w->loop, &c->wio);
+        if (!c->tls_write_wants_read)
+            ev_io_start(c->w->loop, &c->wio);
         return;
     }
-    ev_io_stop(c->w->loop, &c->wio);
+    if (!c->tls_read_wants_write && !c->tls_handshaking)
+        ev_io_stop(c->w->loop, &c->wio);
     if (c->state == CONN_FINISH && !c->shut_wr) {
+        if (c->tls != NULL)
+            tls_shutdown(c->tls); /* close_notify, best effort */
         shutdown(c->fd, SHUT_WR);
         c->shut_wr = true;
     }
@@ -502,6 +525,9 @@ conn_flush(struct conn *c)
     conn_settle(c);
 }
 
+static void conn_tls_handshake(struct conn *c);
+static void conn_read(struct conn *c);
+
 static void
 conn_on_write(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -509,6 +535,18 @@ conn_on_write(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->tls_handshaking) {
+        conn_tls_handshake(c);
+        conn_settle(c);
+        return;
+    }
+    if (c->tls_read_wants_write) {
+        c->tls_read_wants_write = false;
+        conn_read(c);
+        conn_settle(c);
+        if (c->state == CONN_DEAD)
+            return;
+    }
     conn_flush(c);
 }
 
@@ -1123,7 +1161,7 @@ conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
 
     status = ws_request_parse(&r, head, len, c->w->cfg->server.max_headers);
     r.peer = c->peer;
-    r.tls = false;
+    r.tls = c->tls != NULL;
     if (status == 0 && conn_static(c, &r)) {
         ws_request_destroy(&r);
         return;
@@ -1251,9 +1289,23 @@ conn_read(struct conn *c)
     struct worker *w = c->w;
 
     for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
-        ssize_t n = recv(c->fd, w->rbuf, w->rbuf_size, 0);
+        ssize_t n;
         size_t used;
+        int want = 0;
 
+        if (c->tls != NULL) {
+            n = tls_read(c->tls, w->rbuf, w->rbuf_size, &want);
+            if (n == -EAGAIN && want == TLS_WANT_WRITE) {
+                c->tls_read_wants_write = true;
+                ev_io_start(w->loop, &c->wio);
+            }
+            if (n < 0) {
+                errno = n == -EAGAIN ? EAGAIN : -(int)n;
+                n = -1;
+            }
+        } else {
+            n = recv(c->fd, w->rbuf, w->rbuf_size, 0);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1277,9 +1329,55 @@ conn_read(struct conn *c)
             conn_keep(c, w->rbuf + used, (size_t)n - used);
             return;
         }
-        if ((size_t)n < w->rbuf_size || c->want_teardown || !c->active)
+        if (c->want_teardown || !c->active)
+            return;
+        if ((size_t)n < w->rbuf_size && (c->tls == NULL ||
+                                         tls_pending(c->tls) == 0))
             return;
     }
+    /* Budget spent with bytes still decrypted inside OpenSSL: epoll will
+       not report them, so come back from the idle watcher. */
+    if (c->tls != NULL && tls_pending(c->tls) > 0)
+        conn_want_pending(c);
+}
+
+/* Drives the TLS handshake; the HTTP upgrade follows on the same bytes. */
+static void
+conn_tls_handshake(struct conn *c)
+{
+    int want = 0;
+    int rc = tls_handshake(c->tls, &want);
+
+    if (rc == 0) {
+        if (want == TLS_WANT_WRITE) {
+            ev_io_start(c->w->loop, &c->wio);
+        } else {
+            ev_io_stop(c->w->loop, &c->wio);
+        }
+        return;
+    }
+    if (rc < 0) {
+        c->w->stats->handshake_failed++;
+        log_debug("event=tls_handshake_failed peer=%s error=\"%s\"",
+                  c->peer, tls_conn_error(c->tls));
+        if (tls_conn_is_plain_http(c->tls)) {
+            static const char resp[] =
+                "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n"
+                "Content-Length: 35\r\n\r\n"
+                "This port speaks TLS: use wss://.\r\n";
+            ssize_t n = send(c->fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL);
+
+            (void)n;
+        }
+        c->want_teardown = true;
+        return;
+    }
+    c->tls_handshaking = false;
+    ev_io_stop(c->w->loop, &c->wio);
+    log_debug("event=tls_ready peer=%s version=%s resumed=%d", c->peer,
+              tls_conn_version(c->tls), (int)tls_session_reused(c->tls));
+    conn_read(c);
 }
 
 static void
@@ -1289,7 +1387,18 @@ conn_on_read(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
-    conn_read(c);
+    if (c->tls_handshaking) {
+        conn_tls_handshake(c);
+    } else {
+        conn_read(c);
+        if (c->tls_write_wants_read && c->state != CONN_DEAD &&
+            !c->want_teardown) {
+            c->tls_write_wants_read = false;
+            conn_flush(c);
+            if (c->state == CONN_DEAD)
+                return;
+        }
+    }
     conn_settle(c);
 }
 
@@ -1319,6 +1428,9 @@ conn_run_pending(struct conn *c)
         return;
     if (c->stash_len > 0 && c->active && c->state != CONN_HANDSHAKE)
         conn_run_stash(c);
+    if (c->tls != NULL && !c->tls_handshaking && c->active &&
+        c->stash_len == 0 && tls_pending(c->tls) > 0)
+        conn_read(c);
     /* A bounded batch; the rest waits for the next turn. */
     for (int n = 0; n < 64 && c->state == CONN_OPEN; n++) {
         i = messaging_pop(c);
@@ -1478,7 +1590,7 @@ op_set_active(sock_conn *sc, bool active)
     ev_io_start(c->w->loop, &c->rio);
     c->awaiting_pong = false;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
-    if (c->stash_len > 0)
+    if (c->stash_len > 0 || (c->tls != NULL && tls_pending(c->tls) > 0))
         conn_want_pending(c); /* never re-entrant: delivered later */
     return 0;
 }

@@ -71,6 +71,12 @@ struct conn {
     /* Send side. */
     struct sendq sq;
 
+    /* TLS (wss://), NULL for plain TCP. */
+    struct tls_conn *tls;
+    bool tls_handshaking;        /* before the HTTP request */
+    bool tls_read_wants_write;   /* a read waits for the socket to drain */
+    bool tls_write_wants_read;   /* a write waits for bytes from the peer */
+
     /* permessage-deflate (RFC 7692), NULL unless agreed. */
     struct ws_deflate *deflate;
     uint8_t deflate_wbits;       /* our (server) window bits */
@@ -110,9 +116,11 @@ struct conn {
     bool want_teardown;
 };
 
-/* Takes fd (non-blocking, CLOEXEC) and starts reading the upgrade. */
+struct tls_ctx;
+/* Takes fd (non-blocking, CLOEXEC) and starts reading the upgrade, after a
+   TLS handshake when tls is not NULL. */
 struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa,
-                      socklen_t salen);
+                      socklen_t salen, struct tls_ctx *tls);
 /* Writes what is queued; called before each poll for connections on the
    flush list. */
 void conn_flush(struct conn *c);

@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
+#include "tls.h"
 #include "wctl.h"
 #include "ws_deflate.h"
 
@@ -94,6 +95,27 @@ static void
 tlist_expired(struct tnode *n, void *ctx)
 {
     conn_on_timeout(n, ctx);
+}
+
+int
+worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
+                char *err, size_t errlen)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct wlistener *l = &w->listeners[i];
+        char why[512];
+
+        if (l->admin || l->cfg->tls_certificate == NULL)
+            continue;
+        l->tls = tls_ctx_new(l->cfg->tls_certificate, l->cfg->tls_key, keys,
+                             why, sizeof(why));
+        if (l->tls == NULL) {
+            snprintf(err, errlen, "%s:%d: %s", w->cfg->path, l->cfg->line,
+                     why);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 struct route_rt *
@@ -242,8 +264,10 @@ worker_free(struct worker *w)
         list_remove(&c->link);
         conn_free(c);
     }
-    for (size_t i = 0; i < w->n_listeners; i++)
+    for (size_t i = 0; i < w->n_listeners; i++) {
         ev_io_stop(w->loop, &w->listeners[i].io);
+        tls_ctx_free(w->listeners[i].tls);
+    }
     wctl_detach(w);
     bus_free(w->bus);
     w->bus = NULL;
@@ -391,7 +415,7 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
             worker_refuse_full(w, fd);
             continue;
         }
-        if (conn_new(w, fd, (struct sockaddr *)&ss, sl) == NULL)
+        if (conn_new(w, fd, (struct sockaddr *)&ss, sl, l->tls) == NULL)
             close(fd);
     }
 }

@@ -19,6 +19,8 @@
 
 struct topics;
 struct bus;
+struct tls_ctx;
+struct tls_ticket_keys;
 
 /* A slot's count while it has no live worker (shm_counts). */
 #define SLOT_DEAD UINT32_MAX
@@ -35,6 +37,7 @@ struct wlistener {
     struct worker *w;
     const struct listener_cfg *cfg;
     bool admin;     /* the [admin] address, not a WebSocket listener */
+    struct tls_ctx *tls; /* wss:// listener; owned by the worker */
 };
 
 /* Counters of one worker. Under a master they live in a shared page
@@ -122,6 +125,14 @@ struct worker {
 struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
                           const int *fds, uint8_t generation, uint8_t slot,
                           char *err, size_t errlen);
+/*
+ * Loads every TLS listener's certificate and key into w (before dropping
+ * privileges: key files are often root's). keys: session ticket keys
+ * shared by every worker of the server, so any worker resumes any
+ * other's sessions. 0, or -1 with "FILE:LINE: PATH: reason" in err.
+ */
+int worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
+                    char *err, size_t errlen);
 void worker_free(struct worker *w);
 /* Moves w's counters to all[mine] of a shared page of n slots. */
 void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
