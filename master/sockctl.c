@@ -1,13 +1,20 @@
 /*
- * sockctl.c: the operator's client for a running sockd's control socket:
- * `sockctl [-c FILE | -S SOCKET] reload|stop|quit|reopen|status`.
- * The same as `sockd -s CMD`.
+ * sockctl.c: the operator's client for a running sockd:
+ * `sockctl [-c FILE | -S SOCKET] reload|stop|quit|reopen|status` over the
+ * control socket (the same as `sockd -s CMD`), and
+ * `sockctl [-c FILE] publish TOPIC MESSAGE` / `send ID MESSAGE` through
+ * the [admin] endpoint, so a shell can talk to connected clients.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "ctl.h"
 
 static void
@@ -15,9 +22,91 @@ usage(FILE *out)
 {
     fprintf(out, "usage: sockctl [-c FILE | -S SOCKET] "
                  "reload|stop|quit|reopen|status\n"
+                 "       sockctl [-c FILE] publish TOPIC MESSAGE\n"
+                 "       sockctl [-c FILE] send ID MESSAGE\n"
                  "  -c FILE    sockd's configuration (for its runtime_dir; "
                  "default /etc/sockd/sockd.conf)\n"
                  "  -S SOCKET  the control socket itself\n");
+}
+
+/* Percent-encodes s into out (RFC 3986 unreserved characters kept). */
+static void
+url_encode(const char *s, char *out, size_t size)
+{
+    size_t o = 0;
+
+    for (; *s && o + 4 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, size - o, "%%%02X", ch);
+    }
+    out[o] = '\0';
+}
+
+/* POST body to the [admin] endpoint; prints the answer. 0 on 2xx. */
+static int
+admin_post(const char *cfg_path, const char *target, const char *body)
+{
+    char *errors = NULL, req[1024], resp[4096];
+    struct config *cfg = config_load(cfg_path, &errors);
+    size_t blen = strlen(body), have = 0;
+    int fd, status = 0;
+
+    if (cfg == NULL) {
+        fputs(errors ? errors : "sockctl: cannot read the configuration\n",
+              stderr);
+        free(errors);
+        return 1;
+    }
+    if (cfg->admin.listen == NULL) {
+        fprintf(stderr, "sockctl: %s has no [admin] listen address; "
+                "publish and send go through it\n", cfg_path);
+        config_free(cfg);
+        return 1;
+    }
+    fd = socket(cfg->admin.l.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&cfg->admin.l.addr,
+                          cfg->admin.l.addrlen) != 0) {
+        fprintf(stderr, "sockctl: cannot reach the admin endpoint %s: %s\n",
+                cfg->admin.listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        config_free(cfg);
+        return 2;
+    }
+    snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: sockd\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n", target,
+             blen);
+    if (write(fd, req, strlen(req)) < 0 || write(fd, body, blen) < 0)
+        status = -1;
+    while (status == 0 && have < sizeof(resp) - 1) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+
+        if (poll(&p, 1, 10000) <= 0)
+            break;
+        n = read(fd, resp + have, sizeof(resp) - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    resp[have] = '\0';
+    close(fd);
+    config_free(cfg);
+    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) {
+        fprintf(stderr, "sockctl: no answer from the admin endpoint\n");
+        return 1;
+    }
+    {
+        const char *b = strstr(resp, "\r\n\r\n");
+
+        fputs(b ? b + 4 : "", status / 100 == 2 ? stdout : stderr);
+    }
+    return status / 100 == 2 ? 0 : 1;
 }
 
 int
@@ -42,6 +131,16 @@ main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (optind + 3 == argc && (strcmp(argv[optind], "publish") == 0 ||
+                               strcmp(argv[optind], "send") == 0)) {
+        char target[600], enc[512];
+        bool pub = strcmp(argv[optind], "publish") == 0;
+
+        url_encode(argv[optind + 1], enc, sizeof(enc));
+        snprintf(target, sizeof(target), "/%s?%s=%s", pub ? "publish" : "send",
+                 pub ? "topic" : "id", enc);
+        return admin_post(cfg, target, argv[optind + 2]);
     }
     if (optind + 1 != argc) {
         usage(stderr);
