@@ -56,6 +56,7 @@ enum key_type {
     KT_STRING,      /* char *, not empty */
     KT_ORIGINS,     /* char **, scheme://host[:port] or null */
     KT_TOKENS,      /* char **, RFC 7230 tokens */
+    KT_PATHS,       /* char **, file paths */
 };
 
 static const struct type_info {
@@ -86,6 +87,7 @@ static const struct type_info {
     [KT_STRING] = { sizeof(char *), 0, "a value" },
     [KT_ORIGINS] = { sizeof(char **), 0, "a list of origins" },
     [KT_TOKENS] = { sizeof(char **), 0, "a list of subprotocol names" },
+    [KT_PATHS] = { sizeof(char **), 0, "a list of file paths" },
 };
 
 /* Where a key may stand, and which struct its offset is into. */
@@ -135,6 +137,8 @@ static const struct key keys[] = {
     LSN("reuseport", reuseport, KT_SWITCH, 0, 1),
     LSN("tls_certificate", tls_certificate, KT_STRING, 0, 0),
     LSN("tls_key", tls_key, KT_STRING, 0, 0),
+    LSN("tls_sni_certificates", tls_sni_certificates, KT_PATHS, 0, 0),
+    LSN("tls_sni_keys", tls_sni_keys, KT_PATHS, 0, 0),
     RTE("app", app, KT_STRING, 0, 0),
     RTE("static_dir", static_dir, KT_STRING, 0, 0),
     OPT("idle_timeout", idle_timeout_ms, KT_DURATION, 0, MS_MAX),
@@ -702,6 +706,7 @@ parse_value(const struct key *k, const char *v, union value *out,
         return out->s != NULL ? 0 : -ENOMEM;
     case KT_ORIGINS:
     case KT_TOKENS:
+    case KT_PATHS:
         out->list = NULL;
         if (check_items(k, v, why, n) != 0)
             return -EINVAL;
@@ -737,7 +742,8 @@ parse_value(const struct key *k, const char *v, union value *out,
 static bool
 is_list(const struct key *k)
 {
-    return k->type == KT_ORIGINS || k->type == KT_TOKENS;
+    return k->type == KT_ORIGINS || k->type == KT_TOKENS ||
+           k->type == KT_PATHS;
 }
 
 /* Moves v into the member of base that k names. */
@@ -774,6 +780,7 @@ store(const struct key *k, void *base, union value *v)
         break;
     case KT_ORIGINS:
     case KT_TOKENS:
+    case KT_PATHS:
         list_free(*(char ***)(void *)f);
         memcpy(f, &v->list, sizeof(v->list));
         break;
@@ -1393,6 +1400,14 @@ finish_route(struct parser *p, size_t i)
 static void
 finish_listener(struct parser *p, const struct listener_cfg *l)
 {
+    if (list_len(l->tls_sni_certificates) != list_len(l->tls_sni_keys))
+        report(p, l->line, "[listen %s] needs one tls_sni_keys entry per "
+               "tls_sni_certificates entry (%zu certificates, %zu keys)",
+               l->address, list_len(l->tls_sni_certificates),
+               list_len(l->tls_sni_keys));
+    if (l->tls_sni_certificates != NULL && l->tls_certificate == NULL)
+        report(p, l->line, "[listen %s] sets tls_sni_certificates without "
+               "tls_certificate (the default certificate)", l->address);
     if ((l->tls_certificate == NULL) == (l->tls_key == NULL))
         return;
     report(p, l->line, "[listen %s] sets %s without %s", l->address,
@@ -1517,6 +1532,8 @@ config_free(struct config *c)
         free(c->listeners[i].address);
         free(c->listeners[i].tls_certificate);
         free(c->listeners[i].tls_key);
+        list_free(c->listeners[i].tls_sni_certificates);
+        list_free(c->listeners[i].tls_sni_keys);
     }
     for (size_t i = 0; i < c->n_routes; i++) {
         free(c->routes[i].path);

@@ -49,8 +49,7 @@ check_apps(const struct config *cfg)
         char why[512];
 
         if (l->tls_certificate != NULL &&
-            tls_check_files(l->tls_certificate, l->tls_key, why,
-                            sizeof(why)) != 0) {
+            tls_check_listener(l, why, sizeof(why)) != 0) {
             fprintf(stderr, "%s:%d: %s\n", cfg->path, l->line, why);
             bad++;
         }

@@ -828,8 +828,7 @@ check_app_specs(const struct config *cfg, char *err, size_t errlen)
         char why[512];
 
         if (l->tls_certificate != NULL &&
-            tls_check_files(l->tls_certificate, l->tls_key, why,
-                            sizeof(why)) != 0) {
+            tls_check_listener(l, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "%s:%d: %s", cfg->path, l->line, why);
             return -1;
         }

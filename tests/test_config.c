@@ -385,6 +385,13 @@ static const struct {
       "duplicate [admin] section (first at line 4)" },
     { HEAD "[admin x]\n", "t.conf:4: ", "[admin] takes no argument" },
     { HEAD "[nosuch]\n", "t.conf:4: ", "unknown section [nosuch]: expected" },
+    { "[listen 127.0.0.1:1]\ntls_certificate = a\ntls_key = b\n"
+      "tls_sni_certificates = c d\ntls_sni_keys = e\n[route /echo]\n"
+      "app = echo\n", "t.conf:1: ", "needs one tls_sni_keys entry per "
+      "tls_sni_certificates entry (2 certificates, 1 keys)" },
+    { "[listen 127.0.0.1:1]\ntls_sni_certificates = c\ntls_sni_keys = e\n"
+      "[route /echo]\napp = echo\n", "t.conf:1: ",
+      "sets tls_sni_certificates without tls_certificate" },
     { HEAD "[server]\nwrkers = 2\n", "t.conf:5: ",
       "unknown key 'wrkers' in [server]" },
     { HEAD "backlog = 5\n", "t.conf:4: ",

@@ -56,6 +56,8 @@ struct listener_cfg {
     bool reuseport;
     char *tls_certificate; /* NULL for plain TCP */
     char *tls_key;
+    char **tls_sni_certificates; /* more certificates, picked by SNI */
+    char **tls_sni_keys;         /* their keys, in the same order */
     int line;
 };
 

@@ -10,6 +10,8 @@
  */
 #include "tls.h"
 
+#include "settings.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -950,4 +952,17 @@ tls_pending(const struct tls_conn *c)
     int n = SSL_pending(c->ssl);
 
     return n > 0 ? (size_t)n : 0;
+}
+
+int
+tls_check_listener(const struct listener_cfg *l, char *err, size_t errlen)
+{
+    if (tls_check_files(l->tls_certificate, l->tls_key, err, errlen) != 0)
+        return -1;
+    for (size_t k = 0; l->tls_sni_certificates != NULL &&
+                       l->tls_sni_certificates[k] != NULL; k++)
+        if (tls_check_files(l->tls_sni_certificates[k], l->tls_sni_keys[k],
+                            err, errlen) != 0)
+            return -1;
+    return 0;
 }

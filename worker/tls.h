@@ -91,6 +91,11 @@ int tls_check_files(const char *cert, const char *key, char *err,
                     size_t errlen);
 
 /* One per connection; the fd stays the caller's (never closed here). */
+struct listener_cfg;
+/* tls_check_files for a listener's certificate and every SNI pair. */
+int tls_check_listener(const struct listener_cfg *l, char *err,
+                       size_t errlen);
+
 struct tls_conn;
 
 /* A server-side session on fd (non-blocking). NULL on allocation failure. */

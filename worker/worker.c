@@ -114,6 +114,16 @@ worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
                      why);
             return -1;
         }
+        for (size_t k = 0; l->cfg->tls_sni_certificates != NULL &&
+                           l->cfg->tls_sni_certificates[k] != NULL; k++) {
+            if (tls_ctx_add_sni(l->tls, l->cfg->tls_sni_certificates[k],
+                                l->cfg->tls_sni_keys[k], why,
+                                sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s:%d: %s", w->cfg->path,
+                         l->cfg->line, why);
+                return -1;
+            }
+        }
     }
     return 0;
 }
