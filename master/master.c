@@ -540,22 +540,7 @@ stats_retire(struct master *m, size_t i)
     struct worker_stats *s = &m->stats[i];
 
     r->generation = 1; /* counted by the summing worker */
-    r->accepted += s->accepted;
-    r->opened += s->opened;
-    r->closed += s->closed;
-    r->refused_full += s->refused_full;
-    r->handshake_failed += s->handshake_failed;
-    r->msgs_in += s->msgs_in;
-    r->msgs_out += s->msgs_out;
-    r->bytes_in += s->bytes_in;
-    r->bytes_out += s->bytes_out;
-    r->infos_sent += s->infos_sent;
-    r->infos_dropped += s->infos_dropped;
-    r->infos_stale += s->infos_stale;
-    r->deflate_msgs += s->deflate_msgs;
-    r->deflate_shared += s->deflate_shared;
-    r->deflate_in += s->deflate_in;
-    r->deflate_out += s->deflate_out;
+    worker_stats_add(r, s);
     memset(s, 0, sizeof(*s));
 }
 

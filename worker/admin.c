@@ -158,24 +158,9 @@ admin_metrics(struct admin_conn *a)
 
         if (s->generation == 0)
             continue;
-        workers++;
-        sum.accepted += s->accepted;
-        sum.opened += s->opened;
-        sum.closed += s->closed;
-        sum.refused_full += s->refused_full;
-        sum.handshake_failed += s->handshake_failed;
-        sum.msgs_in += s->msgs_in;
-        sum.msgs_out += s->msgs_out;
-        sum.bytes_in += s->bytes_in;
-        sum.bytes_out += s->bytes_out;
-        sum.infos_sent += s->infos_sent;
-        sum.infos_dropped += s->infos_dropped;
-        sum.infos_stale += s->infos_stale;
+        workers += s->pid != 0; /* not the retired counters */
+        worker_stats_add(&sum, s);
         sum.open += s->open;
-        sum.deflate_msgs += s->deflate_msgs;
-        sum.deflate_shared += s->deflate_shared;
-        sum.deflate_in += s->deflate_in;
-        sum.deflate_out += s->deflate_out;
     }
     o = metric(buf, sizeof(buf), o, "sock_workers", "gauge",
                "Workers whose counters are summed here.", workers);

@@ -252,6 +252,27 @@ fail:
 }
 
 void
+worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
+{
+    sum->accepted += s->accepted;
+    sum->opened += s->opened;
+    sum->closed += s->closed;
+    sum->refused_full += s->refused_full;
+    sum->handshake_failed += s->handshake_failed;
+    sum->msgs_in += s->msgs_in;
+    sum->msgs_out += s->msgs_out;
+    sum->bytes_in += s->bytes_in;
+    sum->bytes_out += s->bytes_out;
+    sum->infos_sent += s->infos_sent;
+    sum->infos_dropped += s->infos_dropped;
+    sum->infos_stale += s->infos_stale;
+    sum->deflate_msgs += s->deflate_msgs;
+    sum->deflate_shared += s->deflate_shared;
+    sum->deflate_in += s->deflate_in;
+    sum->deflate_out += s->deflate_out;
+}
+
+void
 worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
                    size_t mine)
 {

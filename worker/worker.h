@@ -134,6 +134,8 @@ struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
 int worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
                     char *err, size_t errlen);
 void worker_free(struct worker *w);
+/* Adds the counters of s to sum (gauges excluded). */
+void worker_stats_add(struct worker_stats *sum, const struct worker_stats *s);
 /* Moves w's counters to all[mine] of a shared page of n slots. */
 void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
                         size_t mine);
