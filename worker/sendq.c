@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #define SENDQ_CHUNK 16384 /* packing chunk for small frames */
+#define SENDQ_FIRST_CHUNK 1024
 #define SENDQ_IOV 64
 
 struct sendq_seg {
@@ -83,7 +84,11 @@ copy_in(struct sendq *q, const uint8_t *p, size_t len)
         size_t room, n;
 
         if (t == NULL || t->buf != NULL || t->len == t->cap) {
-            t = seg_new(len > SENDQ_CHUNK ? len : SENDQ_CHUNK);
+            /* An empty queue starts small (a 101, a pong, one frame): a
+               burst of handshakes must not hold 16 KiB each. */
+            size_t want = q->head == NULL ? SENDQ_FIRST_CHUNK : SENDQ_CHUNK;
+
+            t = seg_new(len > want ? len : want);
             if (t == NULL)
                 return -ENOMEM;
             seg_link(q, t);
