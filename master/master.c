@@ -61,6 +61,7 @@ struct wproc {
     bool given_up;
     uint32_t conns;
     char *last_error;     /* what the worker said before failing to start */
+    uint32_t incarnation; /* spawns of this slot in this generation */
 };
 
 struct generation {
@@ -443,6 +444,9 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     }
     if (child_open_bus(w, g, slot, chan) != 0)
         _exit(78);
+    /* A respawned slot must never hand out its predecessor's ids
+       (DESIGN §5.1): each incarnation has its own serial range. */
+    w->next_serial = (g->w[slot].incarnation - 1) << 24;
     w->shm_counts = g->shm;
     w->shm_counts[slot] = 0;
     w->n_slots = (unsigned)g->n;
@@ -475,6 +479,7 @@ wproc_spawn(struct master *m, struct wproc *w)
        its own loop. */
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
+    w->incarnation++; /* before fork: the child reads it */
     pid = fork();
     if (pid == 0) {
         close(sv[0]);

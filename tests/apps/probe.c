@@ -22,6 +22,24 @@
  *   bcast TEXT           every connection pushes "bcast:TEXT"
  *   pause MS             stop reading for MS ms, then push "resumed"
  *   subproto | route | writable      push what the getter says
+ *   sendn ID N           N infos (type 2) to ID from this one handler, the
+ *                        texts "0".."N-1" (so the recipient pushes
+ *                        "info:FROM:0" ... in order), then push "sent:N"
+ *   quietn ID N          N infos (type 7) to ID carrying an 8-byte sequence
+ *                        number 0..N-1 (continuing across calls); the
+ *                        recipient only counts them (see count). Pushes
+ *                        "sent:N"
+ *   pubn TOPIC N         N publishes (type 7) to TOPIC, counted silently by
+ *                        the subscribers like quietn. Pushes "sent:N"
+ *   count                push "count:RECEIVED:REORDERED:GAPS:FIRST_NS:LAST_NS"
+ *                        for the type-7 infos this connection got: a
+ *                        sequence number not above the previous one counts
+ *                        as reordered, one past the next expected as a gap
+ *                        (meaningful for a single sender; the first one
+ *                        sets the start); FIRST/LAST_NS are
+ *                        CLOCK_MONOTONIC at the first and last one
+ *   count reset          zero those counters (and this sender's sequence),
+ *                        push "ok"
  * Anything else pushes "unknown". Binary messages are echoed as binary. A
  * ping whose payload is "count" pushes "ping-seen".
  *
@@ -36,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "sock.h"
 
@@ -50,12 +69,32 @@ enum {
     T_PUB = 4,
     T_BCAST = 5,
     T_RAW_PUB = 6,
+    T_COUNT = 7,
     T_RESUME = 9,
 };
 
 struct probe_arg {
     uint32_t magic;
 };
+
+/* Per connection: the counters of quietn / pubn (type T_COUNT infos). */
+struct probe_state {
+    uint64_t count;     /* received */
+    uint64_t next;      /* the sequence number expected next */
+    uint64_t reordered; /* not above the previous one */
+    uint64_t gaps;      /* past the expected one */
+    uint64_t first_ns, last_ns;
+    uint64_t out_seq;   /* next sequence number this one sends */
+};
+
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Decimal digits only; false on anything else or overflow. */
 static bool
@@ -154,10 +193,12 @@ probe_init(sock_conn *c, void *upgrade_arg, void **state)
     struct probe_arg *arg = upgrade_arg;
     bool ok = arg != NULL && arg->magic == PROBE_MAGIC;
 
-    (void)state;
     free(arg);
     if (!ok)
         return sock_stop_code(c, 4099, "no upgrade arg", 14);
+    *state = calloc(1, sizeof(struct probe_state));
+    if (*state == NULL)
+        return sock_stop_error(c, -ENOMEM);
     return SOCK_CONTINUE;
 }
 
@@ -379,8 +420,110 @@ cmd_simple(sock_conn *c, const struct cmd *k)
     return SOCK_CONTINUE;
 }
 
+/* Parses "WORD N" (WORD up to 255 bytes, copied NUL-terminated). */
+static bool
+parse_word_count(const struct cmd *k, char *word, size_t size, uint64_t *n)
+{
+    const char *a, *b;
+    size_t alen, blen;
+
+    split_word(k->rest, k->rest_len, &a, &alen, &b, &blen);
+    if (alen == 0 || alen >= size || !parse_u64(b, blen, n) ||
+        *n > 100000000u)
+        return false;
+    memcpy(word, a, alen);
+    word[alen] = '\0';
+    return true;
+}
+
+static void
+push_sent(sock_conn *c, uint64_t n)
+{
+    char out[40];
+
+    snprintf(out, sizeof(out), "sent:%" PRIu64, n);
+    push_str(c, out);
+}
+
+/* sendn ID N | quietn ID N | pubn TOPIC N */
 static sock_ret
-run_command(sock_conn *c, const char *msg, size_t len)
+cmd_many(sock_conn *c, const struct cmd *k, struct probe_state *st)
+{
+    char word[256], num[24];
+    uint64_t n, id = 0;
+    bool pub = cmd_is(k, "pubn"), quiet = cmd_is(k, "quietn");
+
+    if (!parse_word_count(k, word, sizeof(word), &n) ||
+        (!pub && !parse_u64(word, strlen(word), &id)) || st == NULL) {
+        push_str(c, "unknown");
+        return SOCK_CONTINUE;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        if (pub || quiet) {
+            uint64_t seq = st->out_seq++;
+            unsigned char b[8];
+
+            for (int j = 0; j < 8; j++)
+                b[j] = (unsigned char)(seq >> (8 * j));
+            if (pub)
+                sock_publish(word, T_COUNT, b, sizeof(b));
+            else
+                sock_send_info((sock_id)id, T_COUNT, b, sizeof(b));
+        } else {
+            int len = snprintf(num, sizeof(num), "%" PRIu64, i);
+
+            sock_send_info((sock_id)id, T_SEND, num, (size_t)len);
+        }
+    }
+    push_sent(c, n);
+    return SOCK_CONTINUE;
+}
+
+static sock_ret
+cmd_count(sock_conn *c, const struct cmd *k, struct probe_state *st)
+{
+    char out[160];
+
+    if (st == NULL) {
+        push_str(c, "unknown");
+    } else if (k->rest_len == 5 && memcmp(k->rest, "reset", 5) == 0) {
+        memset(st, 0, sizeof(*st));
+        push_str(c, "ok");
+    } else {
+        snprintf(out, sizeof(out), "count:%" PRIu64 ":%" PRIu64 ":%" PRIu64
+                 ":%" PRIu64 ":%" PRIu64, st->count, st->reordered, st->gaps,
+                 st->first_ns, st->last_ns);
+        push_str(c, out);
+    }
+    return SOCK_CONTINUE;
+}
+
+/* A T_COUNT info: count it, check its sequence number. */
+static void
+count_info(struct probe_state *st, const sock_info *i)
+{
+    uint64_t seq = 0;
+    const unsigned char *b = i->data;
+
+    if (st == NULL || i->len != 8)
+        return;
+    for (int j = 0; j < 8; j++)
+        seq |= (uint64_t)b[j] << (8 * j);
+    st->last_ns = mono_ns();
+    if (st->count++ == 0) {
+        st->first_ns = st->last_ns;
+        st->next = seq; /* a sender's numbers start where it left off */
+    }
+    if (seq < st->next) /* duplicates too */
+        st->reordered++;
+    else if (seq > st->next)
+        st->gaps++;
+    if (seq >= st->next)
+        st->next = seq + 1;
+}
+
+static sock_ret
+run_command(sock_conn *c, const char *msg, size_t len, void **state)
 {
     struct cmd k;
 
@@ -407,6 +550,10 @@ run_command(sock_conn *c, const char *msg, size_t len)
         return cmd_pub_type(c, &k, T_RAW_PUB);
     if (cmd_is(&k, "pause"))
         return cmd_pause(c, &k);
+    if (cmd_is(&k, "sendn") || cmd_is(&k, "quietn") || cmd_is(&k, "pubn"))
+        return cmd_many(c, &k, *state);
+    if (cmd_is(&k, "count"))
+        return cmd_count(c, &k, *state);
     return cmd_simple(c, &k);
 }
 
@@ -416,7 +563,6 @@ probe_handle_in(sock_conn *c, const sock_msg *m, void **state)
     char *copy;
     sock_ret ret;
 
-    (void)state;
     if (m->opcode == SOCK_BINARY) {
         sock_push(c, SOCK_BINARY, m->data, m->len);
         return SOCK_CONTINUE;
@@ -428,7 +574,7 @@ probe_handle_in(sock_conn *c, const sock_msg *m, void **state)
     if (m->len > 0)
         memcpy(copy, m->data, m->len);
     copy[m->len] = '\0';
-    ret = run_command(c, copy, m->len);
+    ret = run_command(c, copy, m->len, state);
     free(copy);
     return ret;
 }
@@ -448,7 +594,11 @@ probe_handle_info(sock_conn *c, const sock_info *i, void **state)
 {
     char from[32];
 
-    (void)state;
+    if (i->type == T_COUNT && (i->kind == SOCK_INFO_SEND ||
+                               i->kind == SOCK_INFO_PUBLISH)) {
+        count_info(*state, i);
+        return SOCK_CONTINUE;
+    }
     switch (i->kind) {
     case SOCK_INFO_TIMER:
         if (i->type == T_RESUME) {
@@ -485,7 +635,7 @@ probe_terminate(sock_conn *c, const sock_close_info *why, void *state)
 {
     (void)c;
     (void)why;
-    (void)state;
+    free(state);
 }
 
 const sock_app sock_app_v1 = {
