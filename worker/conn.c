@@ -1369,6 +1369,17 @@ conn_tls_handshake(struct conn *c)
             ssize_t n = send(c->fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL);
 
             (void)n;
+            /* FIN, then read the rest of the request before closing: unread
+               bytes would turn the close into a reset that can destroy the
+               400 in flight (RFC 9112 §9.6). Bounded by close_timeout. */
+            shutdown(c->fd, SHUT_WR);
+            c->raw_drain = true;
+            c->tls_handshaking = false;
+            c->state = CONN_FINISH;
+            c->shut_wr = true;
+            ev_io_stop(c->w->loop, &c->wio);
+            tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
+            return;
         }
         c->want_teardown = true;
         return;
@@ -1387,7 +1398,18 @@ conn_on_read(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->tls_handshaking) {
+    if (c->raw_drain) {
+        for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
+            ssize_t n = recv(c->fd, c->w->rbuf, c->w->rbuf_size, 0);
+
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                c->want_teardown = true;
+                break;
+            }
+            if (n < 0)
+                break;
+        }
+    } else if (c->tls_handshaking) {
         conn_tls_handshake(c);
     } else {
         conn_read(c);

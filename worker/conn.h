@@ -76,6 +76,8 @@ struct conn {
     bool tls_handshaking;        /* before the HTTP request */
     bool tls_read_wants_write;   /* a read waits for the socket to drain */
     bool tls_write_wants_read;   /* a write waits for bytes from the peer */
+    bool raw_drain;              /* answered in clear on a TLS port: read
+                                    and drop the rest until EOF */
 
     /* permessage-deflate (RFC 7692), NULL unless agreed. */
     struct ws_deflate *deflate;
