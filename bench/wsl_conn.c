@@ -3,7 +3,8 @@
  * no buffer while idle: reads go to the worker's rbuf and the frame parser
  * keeps only its header bytes; the handshake buffer lives for the
  * handshake, the control-frame buffer for one control frame, the write
- * buffer until it drains (unless the owner keeps it).
+ * buffer until it drains (unless the owner keeps it), an inflate stream
+ * for one compressed message (wsl_deflate.c's pool lends it).
  */
 #include "wsl_conn.h"
 
@@ -19,7 +20,9 @@
 #include <unistd.h>
 
 #include "wsl_common.h"
+#include "wsl_deflate.h"
 #include "wsl_handshake.h"
+#include "wsl_tls.h"
 
 #define RBUF_SIZE (256u * 1024)
 #define READS_PER_WAKEUP 4      /* bounded, so no connection starves others */
@@ -33,6 +36,23 @@ struct wsl_hs {
 
 static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The only two places that move bytes: over TLS for wss://. */
+static ssize_t
+conn_recv(struct wsl_conn *c, void *buf, size_t len)
+{
+    if (c->tls != NULL)
+        return wsl_tls_read(c->net->tls, c->tls, buf, len);
+    return recv(c->fd, buf, len, 0);
+}
+
+static ssize_t
+conn_send(struct wsl_conn *c, const void *buf, size_t len)
+{
+    if (c->tls != NULL)
+        return wsl_tls_write(c->net->tls, c->tls, buf, len);
+    return send(c->fd, buf, len, MSG_NOSIGNAL);
+}
 
 void
 wsl_net_count(struct wsl_net *n, enum wsl_err why, int errnum,
@@ -61,12 +81,16 @@ conn_finish(struct wsl_conn *c, enum wsl_err why, int errnum,
     if (c->fd >= 0) {
         ev_io_stop(n->loop, &c->rio);
         ev_io_stop(n->loop, &c->wio);
+        wsl_tls_conn_free(n->tls, c->tls);
+        c->tls = NULL;
         close(c->fd);
         c->fd = -1;
     }
     free(c->hs);
     free(c->ctl);
     free(c->out);
+    wsl_inflater_put(n->dfl, c->inf);
+    c->inf = NULL;
     c->hs = NULL;
     c->ctl = NULL;
     c->out = NULL;
@@ -125,23 +149,59 @@ conn_mark_dirty(struct wsl_conn *c)
     c->in_dirty = true;
 }
 
+/* Raw TCP: the payload as it is, no frame. */
+static int
+conn_queue_raw(struct wsl_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t len = 0;
+    uint8_t *dst;
+
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    dst = conn_reserve(c, len);
+    if (dst == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+        dst += iov[i].iov_len;
+    }
+    c->out_len += len;
+    conn_mark_dirty(c);
+    return 0;
+}
+
 static int
 conn_queue_frame(struct wsl_conn *c, uint8_t opcode,
                  const struct iovec *iov, int iovcnt)
 {
     uint64_t r = wsl_rand(&c->net->rng);
-    uint8_t mask[4];
+    uint8_t mask[4], rsv = 0;
     size_t len = 0, hlen;
     uint64_t pos = 0;
     uint8_t *dst;
+    struct iovec z;
 
+    if (c->net->target->raw_msg_size > 0)
+        return conn_queue_raw(c, iov, iovcnt);
+    /* RFC 7692 §6.1: data messages only, RSV1 on the (only) frame. */
+    if (c->deflate && (opcode & 0x8) == 0) {
+        const uint8_t *zp;
+
+        if (wsl_deflate_message(c->net->dfl, iov, iovcnt, &zp,
+                                &z.iov_len) != 0)
+            return -ENOMEM;
+        z.iov_base = (void *)zp;
+        iov = &z;
+        iovcnt = 1;
+        rsv = WSL_RSV1;
+    }
     for (int i = 0; i < iovcnt; i++)
         len += iov[i].iov_len;
     memcpy(mask, &r, sizeof(mask));
     dst = conn_reserve(c, WSL_FRAME_HDR_MAX + len);
     if (dst == NULL)
         return -ENOMEM;
-    hlen = wsl_frame_header(dst, opcode, 0, len, mask);
+    hlen = wsl_frame_header(dst, opcode, rsv, len, mask);
     for (int i = 0; i < iovcnt; i++) {
         wsl_frame_mask_copy(dst + hlen + pos, iov[i].iov_base,
                             iov[i].iov_len, mask, pos);
@@ -175,6 +235,11 @@ wsl_conn_close(struct wsl_conn *c, uint16_t code)
 {
     uint8_t body[2] = { (uint8_t)(code >> 8), (uint8_t)code };
 
+    /* Raw TCP has no close handshake: the FIN is all. */
+    if (c->net->target->raw_msg_size > 0 && c->state == WSL_CS_OPEN) {
+        conn_finish(c, WSL_ERR_NONE, 0, NULL);
+        return;
+    }
     switch (c->state) {
     case WSL_CS_CONNECTING:
     case WSL_CS_HANDSHAKE:
@@ -206,7 +271,7 @@ conn_flush(struct wsl_conn *c)
     n->now_ns = wsl_now_ns();
     if (n->ops->before_flush != NULL)
         n->ops->before_flush(c, n->now_ns);
-    w = send(c->fd, c->out + c->out_off, len, MSG_NOSIGNAL);
+    w = conn_send(c, c->out + c->out_off, len);
     if (w < 0) {
         if (errno != EAGAIN && errno != EINTR) {
             /* During our close the peer may reset first: not an error. */
@@ -259,6 +324,30 @@ conn_queue_request(struct wsl_conn *c)
     return 0;
 }
 
+/* A step of the TLS handshake; once it is done, the upgrade request. */
+static void
+conn_tls_step(struct wsl_conn *c)
+{
+    struct wsl_net *n = c->net;
+    const char *what = NULL;
+    int rc = wsl_tls_handshake(n->tls, c->tls, &what);
+
+    if (rc < 0) {
+        conn_finish(c, WSL_ERR_HANDSHAKE, 0, what);
+        return;
+    }
+    if (rc == WSL_TLS_WANT_WRITE) {
+        ev_io_start(n->loop, &c->wio);
+        return;
+    }
+    ev_io_stop(n->loop, &c->wio);
+    if (rc == WSL_TLS_WANT_READ)
+        return;
+    c->tls_hs = false;
+    c->state = WSL_CS_HANDSHAKE;
+    conn_flush(c);
+}
+
 /* The TCP connection is up: send the request, start reading. */
 static void
 conn_connected(struct wsl_conn *c)
@@ -275,6 +364,22 @@ conn_connected(struct wsl_conn *c)
     }
     ev_io_stop(n->loop, &c->wio);
     ev_io_start(n->loop, &c->rio);
+    if (n->tls != NULL) {
+        c->tls = wsl_tls_conn_new(n->tls, c->fd);
+        if (c->tls == NULL) {
+            conn_finish(c, WSL_ERR_CONNECT, ENOMEM, NULL);
+            return;
+        }
+        c->tls_hs = true;
+        conn_tls_step(c);
+        return;
+    }
+    if (n->target->raw_msg_size > 0) {
+        c->state = WSL_CS_OPEN;
+        c->t_open_ns = n->now_ns = wsl_now_ns();
+        n->ops->on_open(c);
+        return;
+    }
     c->state = WSL_CS_HANDSHAKE;
     conn_flush(c);
 }
@@ -310,7 +415,7 @@ wsl_conn_start(struct wsl_net *n, struct wsl_conn *c, uint32_t index)
     c->state = WSL_CS_CONNECTING;
     c->t_start_ns = wsl_now_ns();
     wsl_rx_init(&c->rx, 0);
-    if (conn_queue_request(c) != 0) {
+    if (t->raw_msg_size == 0 && conn_queue_request(c) != 0) {
         conn_finish(c, WSL_ERR_CONNECT, ENOMEM, NULL);
         return;
     }
@@ -351,6 +456,22 @@ note_bad_response(struct wsl_net *n, const char *p, size_t len)
     snprintf(n->first_failure, sizeof(n->first_failure), "%s", what);
 }
 
+/* Takes up permessage-deflate if the 101 (hdr[0..len)) agreed to it.
+   Returns 0, or -EPROTO for an answer our offer does not allow. */
+static int
+conn_negotiate(struct wsl_conn *c, const char *hdr, size_t len)
+{
+    struct wsl_pmd_params pp;
+    int rc = wsl_deflate_response(hdr, len, &pp);
+
+    if (rc <= 0)
+        return rc;
+    c->deflate = true;
+    c->srv_takeover = !pp.server_no_context_takeover;
+    c->rx.rsv_allowed = WSL_RSV1;
+    return 0;
+}
+
 /*
  * Feeds response bytes to the handshake. Returns how many of p's bytes
  * belonged to the response (the rest are frames), or -1 if c was closed.
@@ -371,6 +492,11 @@ conn_handshake_input(struct wsl_conn *c, const uint8_t *p, size_t len)
     if (r < 0) {
         note_bad_response(c->net, hs->buf, hs->len);
         conn_finish(c, WSL_ERR_HANDSHAKE, 0, NULL);
+        return -1;
+    }
+    if (c->net->dfl != NULL && conn_negotiate(c, hs->buf, (size_t)r) != 0) {
+        conn_finish(c, WSL_ERR_HANDSHAKE, 0,
+                    "handshake: a permessage-deflate answer not offered");
         return -1;
     }
     free(c->hs);
@@ -429,11 +555,89 @@ conn_control(struct wsl_conn *c, const struct wsl_rx_event *ev)
     c->ctl = NULL;
 }
 
+struct inflate_ctx {
+    struct wsl_conn *c;
+    uint8_t opcode;
+};
+
+/* Hands an inflated piece to the owner as if it had come uncompressed. */
+static bool
+conn_inflated(void *arg, const uint8_t *p, size_t len, uint64_t offset,
+              bool end)
+{
+    struct inflate_ctx *x = arg;
+    struct wsl_rx_event ev = {
+        .data = p, .len = len, .offset = offset, .opcode = x->opcode,
+        .end = end, .has_data = true,
+    };
+
+    x->c->net->ops->on_data(x->c, &ev);
+    return x->c->state != WSL_CS_DEAD;
+}
+
+/* A piece of a data message: inflated first if it is compressed. */
+static void
+conn_data(struct wsl_conn *c, const struct wsl_rx_event *ev)
+{
+    struct wsl_net *n = c->net;
+    struct inflate_ctx x = { c, ev->opcode };
+    int rc;
+
+    if (!ev->compressed) {
+        n->ops->on_data(c, ev);
+        return;
+    }
+    if (c->inf == NULL && (c->inf = wsl_inflater_get(n->dfl)) == NULL) {
+        conn_finish(c, WSL_ERR_CLOSED, ENOMEM, NULL);
+        return;
+    }
+    rc = wsl_inflate(n->dfl, c->inf, ev->data, ev->len, ev->end,
+                     conn_inflated, &x);
+    if (rc == 1)
+        return;     /* c ended while the owner read it */
+    if (rc < 0) {
+        conn_finish(c, WSL_ERR_PROTOCOL, 0, rc == -EMSGSIZE ?
+                    "protocol: inflated message too large" :
+                    "protocol: bad deflate data");
+        return;
+    }
+    if (!ev->end)
+        return;
+    n->inflated++;
+    /* server_no_context_takeover: the stream goes back to the pool. */
+    if (!c->srv_takeover) {
+        wsl_inflater_put(n->dfl, c->inf);
+        c->inf = NULL;
+    }
+}
+
+/* Raw TCP: the stream cut into messages of raw_msg_size bytes. */
+static void
+conn_raw_input(struct wsl_conn *c, const uint8_t *p, size_t len)
+{
+    const struct wsl_target *t = c->net->target;
+
+    while (len > 0 && c->state == WSL_CS_OPEN) {
+        size_t take = MIN(len, (size_t)(t->raw_msg_size - c->rx.msg_off));
+        struct wsl_rx_event ev = {
+            .data = p, .len = take, .offset = c->rx.msg_off,
+            .opcode = t->raw_opcode, .has_data = true,
+        };
+
+        /* The frame parser is idle here: its message offset serves. */
+        c->rx.msg_off += take;
+        ev.end = c->rx.msg_off == t->raw_msg_size;
+        if (ev.end)
+            c->rx.msg_off = 0;
+        p += take;
+        len -= take;
+        c->net->ops->on_data(c, &ev);
+    }
+}
+
 static void
 conn_frames(struct wsl_conn *c, const uint8_t *p, size_t len)
 {
-    struct wsl_net *n = c->net;
-
     /* §5.5.1: nothing is read after the server's close frame. */
     while (len > 0 && c->state != WSL_CS_DEAD &&
            c->state != WSL_CS_CLOSE_WAIT) {
@@ -451,13 +655,17 @@ conn_frames(struct wsl_conn *c, const uint8_t *p, size_t len)
         if (ev.control)
             conn_control(c, &ev);
         else
-            n->ops->on_data(c, &ev);
+            conn_data(c, &ev);
     }
 }
 
 static void
 conn_input(struct wsl_conn *c, const uint8_t *p, size_t len)
 {
+    if (c->net->target->raw_msg_size > 0) {
+        conn_raw_input(c, p, len);
+        return;
+    }
     if (c->state == WSL_CS_HANDSHAKE) {
         ssize_t used = conn_handshake_input(c, p, len);
 
@@ -498,14 +706,21 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->tls_hs) {
+        conn_tls_step(c);
+        return;
+    }
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
-        ssize_t r = recv(c->fd, n->rbuf, n->rbuf_cap, 0);
+        ssize_t r = conn_recv(c, n->rbuf, n->rbuf_cap);
 
         if (r > 0) {
             n->now_ns = wsl_now_ns();
             n->bytes_in += (uint64_t)r;
             conn_input(c, n->rbuf, (size_t)r);
-            if (c->state == WSL_CS_DEAD || (size_t)r < n->rbuf_cap)
+            /* A short read emptied the socket; over TLS it is one record
+               and more may wait: read on (within the bound). */
+            if (c->state == WSL_CS_DEAD ||
+                ((size_t)r < n->rbuf_cap && c->tls == NULL))
                 break;
             continue;
         }
@@ -525,7 +740,9 @@ conn_on_writable(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->state == WSL_CS_CONNECTING)
+    if (c->tls_hs)
+        conn_tls_step(c);
+    else if (c->state == WSL_CS_CONNECTING)
         conn_connected(c);
     else
         conn_flush(c);
@@ -593,6 +810,20 @@ wsl_net_init(struct wsl_net *n, struct ev_loop *loop,
         free(n->rbuf);
         return -ENOMEM;
     }
+    if (t->extensions != NULL || t->tls) {
+        int err = 0;
+
+        if (t->extensions != NULL)
+            n->dfl = wsl_deflate_new(t->deflate_level, &err);
+        if (err == 0 && t->tls)
+            n->tls = wsl_tls_new(&err);
+        if (err != 0) {
+            wsl_deflate_free(n->dfl);
+            free(n->dirty);
+            free(n->rbuf);
+            return err;
+        }
+    }
     if (getrandom(&n->rng, sizeof(n->rng), 0) != sizeof(n->rng) ||
         n->rng == 0)
         n->rng = wsl_now_ns() | 1;
@@ -609,6 +840,10 @@ wsl_net_destroy(struct wsl_net *n)
     ev_idle_stop(n->loop, &n->kick);
     free(n->dirty);
     free(n->rbuf);
+    wsl_deflate_free(n->dfl);
+    wsl_tls_free(n->tls);
     n->dirty = NULL;
     n->rbuf = NULL;
+    n->dfl = NULL;
+    n->tls = NULL;
 }

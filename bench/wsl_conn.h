@@ -7,6 +7,12 @@
  * what the messages mean belongs to the owner (wsl_worker.c), through
  * struct wsl_conn_ops. Connections are embedded in the owner's structs;
  * this layer never allocates or frees one.
+ *
+ * Variations: TLS under everything for wss:// URLs (wsl_tls.c);
+ * permessage-deflate when the target offers it (messages are compressed
+ * and inflated here, so owners see plain payloads); and raw TCP (tcp://
+ * URLs, the echo ceiling in bench/compare): no handshake and no frames,
+ * the byte stream cut into messages of a fixed size.
  */
 #ifndef WSL_CONN_H
 #define WSL_CONN_H
@@ -38,8 +44,12 @@ struct wsl_target {
     socklen_t addrlen;
     char host[300];          /* Host header: "127.0.0.1:18555" */
     char path[1024];         /* request target, path and query */
-    const char *extensions;  /* NULL; the permessage-deflate offer later */
+    const char *extensions;  /* NULL, or WSL_DEFLATE_OFFER */
+    int deflate_level;       /* with extensions: zlib level of our messages */
     uint32_t src_ips;        /* > 1: bind to 127.0.0.(1 + index % src_ips) */
+    uint32_t raw_msg_size;   /* > 0: raw TCP, messages of this many bytes */
+    uint8_t raw_opcode;      /* raw TCP: the opcode messages are given */
+    bool tls;                /* wss:// */
 };
 
 enum wsl_conn_state {
@@ -54,6 +64,10 @@ enum wsl_conn_state {
 
 struct wsl_net;
 struct wsl_hs;
+struct wsl_deflate;
+struct wsl_inflater;
+struct wsl_tls;
+struct wsl_tls_conn;
 
 struct wsl_conn {
     ev_io rio, wio;
@@ -63,6 +77,9 @@ struct wsl_conn {
     uint8_t *out;               /* frames not yet written */
     size_t out_off, out_len, out_cap;
     uint8_t *ctl;               /* a control frame's payload, while read */
+    struct wsl_inflater *inf;   /* while a compressed message is read, or
+                                   for life if the server keeps context */
+    struct wsl_tls_conn *tls;   /* wss:// */
     struct wsl_rx rx;
     uint64_t t_start_ns;        /* connect() called */
     uint64_t t_open_ns;         /* 101 parsed */
@@ -73,6 +90,9 @@ struct wsl_conn {
     bool in_dirty;
     bool server_closed;         /* the server sent the first close frame */
     bool keep_out;              /* owner: keep the write buffer allocated */
+    bool tls_hs;                /* TLS handshake under way (CONNECTING) */
+    bool deflate;               /* permessage-deflate agreed */
+    bool srv_takeover;          /* the server keeps its deflate context */
 };
 
 /*
@@ -104,15 +124,19 @@ struct wsl_net {
     ev_idle kick;               /* keeps the loop from blocking on a release */
     uint64_t rng;
     uint64_t now_ns;            /* after the last read, before each write */
+    struct wsl_deflate *dfl;    /* when the target offers permessage-deflate */
+    struct wsl_tls *tls;        /* wss:// */
     uint64_t bytes_in, bytes_out;
+    uint64_t inflated;          /* compressed messages received */
     uint64_t err[WSL_ERR_COUNT];
     int first_errno[WSL_ERR_COUNT];
     char first_failure[120];    /* first bad status line, close code, ... */
 };
 
 /*
- * Sets up n for at most max_conns connections at a time. Returns 0 or
- * -ENOMEM. wsl_net_destroy frees what init allocated; connections must be
+ * Sets up n for at most max_conns connections at a time. Returns 0,
+ * -ENOMEM, or -ELIBACC if the target needs zlib (permessage-deflate) or
+ * libssl (wss://) and it cannot be loaded. wsl_net_destroy frees what init allocated; connections must be
  * dead by then.
  */
 int wsl_net_init(struct wsl_net *n, struct ev_loop *loop,

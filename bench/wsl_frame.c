@@ -74,13 +74,17 @@ op_is_control(uint8_t op)
     return (op & 0x8) != 0;
 }
 
-/* Judges the opcode against the message state; opens a new message. */
+/*
+ * Judges the opcode against the message state; opens a new message. rsv1
+ * is the frame's RSV1 bit, already known to be allowed: RFC 7692 §6.1
+ * puts it on a message's first frame only, never on a control frame.
+ */
 static int
-rx_check_opcode(struct wsl_rx *rx, uint64_t len)
+rx_check_opcode(struct wsl_rx *rx, uint64_t len, bool rsv1)
 {
     switch (rx->opcode) {
     case WSL_OP_CONT:
-        if (rx->msg_opcode == 0)
+        if (rx->msg_opcode == 0 || rsv1)
             return -EPROTO;
         return 0;
     case WSL_OP_TEXT:
@@ -89,12 +93,13 @@ rx_check_opcode(struct wsl_rx *rx, uint64_t len)
             return -EPROTO;
         rx->msg_opcode = rx->opcode;
         rx->msg_off = 0;
+        rx->msg_rsv1 = rsv1;
         return 0;
     case WSL_OP_CLOSE:
     case WSL_OP_PING:
     case WSL_OP_PONG:
         /* §5.5: control frames are ≤ 125 bytes and never fragmented. */
-        if (!rx->fin || len > WSL_CONTROL_MAX)
+        if (!rx->fin || len > WSL_CONTROL_MAX || rsv1)
             return -EPROTO;
         rx->ctl_off = 0;
         return 0;
@@ -126,7 +131,7 @@ rx_header_done(struct wsl_rx *rx)
             return -EPROTO;
     }
     rx->remaining = len;
-    return rx_check_opcode(rx, len);
+    return rx_check_opcode(rx, len, (h[0] & WSL_RSV1) != 0);
 }
 
 /* Hands out n payload bytes at p and moves the state on. */
@@ -142,6 +147,7 @@ rx_emit(struct wsl_rx *rx, struct wsl_rx_event *ev, const uint8_t *p,
     ev->control = control;
     ev->opcode = control ? rx->opcode : rx->msg_opcode;
     ev->offset = control ? rx->ctl_off : rx->msg_off;
+    ev->compressed = !control && rx->msg_rsv1;
     rx->remaining -= n;
     if (control)
         rx->ctl_off += n;

@@ -28,8 +28,7 @@ enum wsl_op {
 /*
  * Writes a final (FIN=1), masked frame header for a payload of len bytes
  * into out (WSL_FRAME_HDR_MAX bytes of room). Returns its length, 6..14.
- * rsv is 0, or WSL_RSV1 for a compressed message once permessage-deflate
- * exists (issue part 2).
+ * rsv is 0, or WSL_RSV1 for a compressed message (permessage-deflate).
  */
 size_t wsl_frame_header(uint8_t *out, uint8_t opcode, uint8_t rsv,
                         uint64_t len, const uint8_t mask[4]);
@@ -60,6 +59,7 @@ struct wsl_rx {
     uint8_t msg_opcode;     /* TEXT/BINARY while a message is open, else 0 */
     uint8_t rsv_allowed;    /* RSV bits an extension negotiated */
     bool fin;
+    bool msg_rsv1;          /* RSV1 on the open message's first frame */
 };
 
 /*
@@ -77,6 +77,8 @@ struct wsl_rx_event {
     bool control;
     bool end;
     bool has_data;          /* false: only header bytes were taken */
+    bool compressed;        /* data: RSV1 was on the message's first frame
+                               (RFC 7692 "Per-Message Compressed") */
 };
 
 void wsl_rx_init(struct wsl_rx *rx, uint8_t rsv_allowed);
@@ -85,7 +87,8 @@ void wsl_rx_init(struct wsl_rx *rx, uint8_t rsv_allowed);
  * Consumes input from p[0..len): returns the bytes taken (possibly fewer
  * than len: call again with the rest), 0 only when len is 0, or -EPROTO for
  * a frame a server must not send: masked (§5.1), RSV bits nothing
- * negotiated (§5.2), reserved opcode, control frame fragmented or over 125
+ * negotiated (§5.2), RSV1 on a continuation or control frame when it was
+ * negotiated (RFC 7692 §6.1), reserved opcode, control frame fragmented or over 125
  * bytes (§5.5), continuation with no message open or a new message inside
  * one (§5.4), a length not in its minimal form or with the top bit set
  * (§5.2). Sets *ev; ev->has_data tells whether it holds a chunk. Accepts

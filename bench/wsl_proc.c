@@ -173,3 +173,20 @@ wsl_proc_self_cpu(void)
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
+
+int
+wsl_proc_machine_cpu(double *busy_s, double *steal_s)
+{
+    char buf[512];
+    unsigned long long v[8] = { 0 };
+    double hz = (double)sysconf(_SC_CLK_TCK);
+
+    /* "cpu  user nice system idle iowait irq softirq steal ...", ticks */
+    if (read_small("/proc/stat", buf, sizeof(buf)) < 0 ||
+        sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+               &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 7)
+        return -1;
+    *busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
+    *steal_s = (double)v[7] / hz;
+    return 0;
+}

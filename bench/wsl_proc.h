@@ -31,4 +31,12 @@ bool wsl_proc_exists(pid_t pid);
 /* This process's user+system CPU time so far, in seconds. */
 double wsl_proc_self_cpu(void);
 
+/*
+ * The whole machine's CPU time so far from /proc/stat, in seconds summed
+ * over CPUs: busy (user, nice, system, irq, softirq) and steal (taken by
+ * the hypervisor). Returns 0, or -1 if /proc/stat is unreadable. Busy time
+ * minus the server's and the client's is what other processes used.
+ */
+int wsl_proc_machine_cpu(double *busy_s, double *steal_s);
+
 #endif

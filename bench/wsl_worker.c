@@ -8,6 +8,7 @@
 #include "wsl_worker.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -82,6 +83,7 @@ struct worker {
     uint64_t t_begin_ns;    /* worker start */
     uint64_t t0_ns;         /* window start */
     double cpu0;
+    uint64_t wire_in0, wire_out0;   /* net's byte counts at window start */
     uint64_t pub_start_ns, pub_seq;
     struct wsl_stats st;
 };
@@ -518,15 +520,25 @@ w_begin_measure(struct worker *w)
         wsl_hist_reset(&w->st.hist);
     w->t0_ns = wsl_now_ns();
     w->cpu0 = wsl_proc_self_cpu();
+    w->wire_in0 = w->net.bytes_in;
+    w->wire_out0 = w->net.bytes_out;
     set_phase_timer(w, w->o->duration);
+}
+
+static void
+w_window_end(struct worker *w)
+{
+    w->st.window_s = (double)(wsl_now_ns() - w->t0_ns) / 1e9;
+    w->st.cpu_s = wsl_proc_self_cpu() - w->cpu0;
+    w->st.wire_in = w->net.bytes_in - w->wire_in0;
+    w->st.wire_out = w->net.bytes_out - w->wire_out0;
+    w->measuring = false;
 }
 
 static void
 w_end_measure(struct worker *w)
 {
-    w->st.window_s = (double)(wsl_now_ns() - w->t0_ns) / 1e9;
-    w->st.cpu_s = wsl_proc_self_cpu() - w->cpu0;
-    w->measuring = false;
+    w_window_end(w);
     w->running = false;
     ev_timer_stop(w->loop, &w->pub_t);
     w->st.open_at_end = 0;
@@ -605,12 +617,10 @@ w_done(struct worker *w)
 {
     if (w->phase == PH_DONE)
         return;
-    if (w->measuring) {
-        w->st.window_s = (double)(wsl_now_ns() - w->t0_ns) / 1e9;
-        w->st.cpu_s = wsl_proc_self_cpu() - w->cpu0;
-        w->measuring = false;
-    }
+    if (w->measuring)
+        w_window_end(w);
     w->phase = PH_DONE;
+    w->st.inflated = w->net.inflated;
     memcpy(w->st.err, w->net.err, sizeof(w->st.err));
     memcpy(w->st.first_errno, w->net.first_errno, sizeof(w->st.first_errno));
     memcpy(w->st.first_failure, w->net.first_failure,
@@ -731,6 +741,43 @@ w_on_hard(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- setup --------------------------------------------------------- */
 
+/*
+ * Text that compresses like chat or JSON traffic (about 2-3x at level 1)
+ * rather than a-z repeated (30x and more): words drawn from a fixed list
+ * by a fixed-seed PRNG, so every run and every server gets the same bytes.
+ */
+static void
+fill_words(uint8_t *p, size_t len)
+{
+    static const char *const words[] = {
+        "the", "message", "server", "user", "id", "time", "room", "send",
+        "status", "online", "hello", "world", "value", "update", "event",
+        "price", "quote", "order", "buy", "sell", "chat", "typing", "from",
+        "to", "data", "json", "text", "ok", "true", "false", "null", "list",
+    };
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    size_t i = 0;
+
+    while (i < len) {
+        uint64_t r = wsl_rand(&rng);
+        const char *wd = words[r % ARRAY_SIZE(words)];
+        char num[24];
+        int n;
+
+        /* One token in four is a number, as in real payloads. */
+        if ((r >> 8) % 4 == 0) {
+            n = snprintf(num, sizeof(num), "%u", (unsigned)(r >> 16) % 100000);
+            wd = num;
+        } else {
+            n = (int)strlen(wd);
+        }
+        for (int k = 0; k < n && i < len; k++)
+            p[i++] = (uint8_t)wd[k];
+        if (i < len)
+            p[i++] = (r >> 40) % 6 == 0 ? ',' : ' ';
+    }
+}
+
 static int
 w_alloc(struct worker *w)
 {
@@ -742,9 +789,12 @@ w_alloc(struct worker *w)
     w->pattern = malloc(plen);
     if (w->conns == NULL || w->pattern == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < plen; i++)
-        w->pattern[i] = o->binary ? (uint8_t)(i * 131 + 7) :
-                        (uint8_t)('a' + i % 26);
+    if (o->words && !o->binary)
+        fill_words(w->pattern, plen);
+    else
+        for (size_t i = 0; i < plen; i++)
+            w->pattern[i] = o->binary ? (uint8_t)(i * 131 + 7) :
+                            (uint8_t)('a' + i % 26);
     for (uint32_t i = 0; i < w->n_conns; i++) {
         w->conns[i].w = w;
         w->conns[i].index = i;

@@ -33,6 +33,7 @@ struct wsl_opts {
     uint32_t inflight;      /* echo: messages in flight per connection */
     uint32_t size;          /* echo: payload; broadcast: after pub_fmt */
     bool binary;
+    bool words;             /* text payload: words, not a-z repeated */
     bool publisher;         /* broadcast: this worker has the publisher */
     double pub_rate;        /* broadcast: messages per second */
     const char *sub_msg;    /* broadcast: sent once by each subscriber */
@@ -58,6 +59,9 @@ struct wsl_stats {
     uint64_t reordered;     /* broadcast: older than one already seen */
     uint64_t other;         /* messages without a marker, ignored */
     uint64_t pub_stalled;   /* publisher ticks skipped: server not reading */
+    uint64_t wire_in;       /* in the window: bytes read from sockets */
+    uint64_t wire_out;      /* in the window: bytes written */
+    uint64_t inflated;      /* compressed messages received, whole run */
     uint64_t err[WSL_ERR_COUNT];
     int first_errno[WSL_ERR_COUNT];
     char first_failure[120];

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "wsl_common.h"
+#include "wsl_deflate.h"
 #include "wsl_proc.h"
 #include "wsl_worker.h"
 
@@ -43,7 +44,8 @@ struct args {
     uint32_t conns, inflight, size, procs, src_ips, max_pending;
     double duration, warmup, settle, drain, connect_timeout, close_wait;
     double conn_rate, pub_rate;
-    bool binary;
+    bool binary, deflate, words;
+    int deflate_level;
     pid_t server_pid;
     const char *sub_msg, *pub_fmt;
 };
@@ -59,17 +61,21 @@ struct child {
 struct sample {
     bool ok;
     struct wsl_proc_sample s;
+    bool mach_ok;           /* the machine's CPU counters */
+    double mach_busy_s, mach_steal_s;
 };
 
 static void
 usage(FILE *f)
 {
     fputs(
-"usage: wsload SCENARIO --url ws://HOST[:PORT]/PATH [options]\n"
+"usage: wsload SCENARIO --url ws[s]://HOST[:PORT]/PATH [options]\n"
 "\n"
 "A WebSocket (RFC 6455) load generator. HOST must be a loopback address\n"
 "(127.0.0.0/8, ::1, localhost). The last line of output starts with RESULT\n"
-"and holds key=value pairs (see bench/README.md).\n"
+"and holds key=value pairs (see bench/README.md). A tcp://HOST:PORT URL\n"
+"runs echo over raw TCP instead (no handshake, no frames): the ceiling a\n"
+"plain TCP echo server sets.\n"
 "\n"
 "Scenarios:\n"
 "  echo       N connections, each keeping K messages of S bytes in flight;\n"
@@ -81,7 +87,7 @@ usage(FILE *f)
 "             subscribers, publish-to-delivery latency\n"
 "\n"
 "Options:\n"
-"  -u, --url URL          ws://HOST[:PORT]/PATH[?QUERY] (required)\n"
+"  -u, --url URL          ws[s]://HOST[:PORT]/PATH[?QUERY] (required)\n"
 "  -c, --conns N          connections, cycles or subscribers [100]\n"
 "  -k, --inflight K       echo: messages in flight per connection [1]\n"
 "  -s, --size S           echo: payload bytes; broadcast: payload bytes\n"
@@ -89,6 +95,10 @@ usage(FILE *f)
 "  -d, --duration SECS    measured window [10]\n"
 "  -w, --warmup SECS      traffic before the window [1; idle: 0]\n"
 "      --text, --binary   message type [text]\n"
+"      --payload KIND     text payload: abc (a-z repeated) or words\n"
+"                         (compresses like real text, about 2-3x) [abc]\n"
+"      --deflate          offer permessage-deflate (no context takeover\n"
+"                         either way); our messages at zlib level 1\n"
 "  -p, --server-pid PID   report CPU and RSS of PID and its descendants\n"
 "  -P, --procs P          worker processes sharing the connections [1]\n"
 "      --pub-rate R       broadcast: messages per second [1000]\n"
@@ -108,9 +118,7 @@ usage(FILE *f)
 "                         enough (IPv4) [auto: 1 unless N > ports]\n"
 "  -h, --help\n"
 "\n"
-"Not yet (issue part 2; the hooks are in place): wss:// (TLS), and\n"
-"--deflate (permessage-deflate: the handshake takes an extension offer and\n"
-"the frame parser the RSV1 bit it allows).\n"
+"wss:// URLs run over TLS (the server's certificate is not checked).\n"
 "Every run ends by itself: connect phase + warm-up + duration + close,\n"
 "and a hard deadline after which workers are killed.\n", f);
 }
@@ -168,6 +176,7 @@ enum {
     OPT_TEXT = 256, OPT_BINARY, OPT_PUB_RATE, OPT_SUB_MSG, OPT_PUB_FMT,
     OPT_SETTLE, OPT_DRAIN, OPT_CONN_RATE, OPT_CONNECT_TIMEOUT,
     OPT_CLOSE_WAIT, OPT_SRC_IPS, OPT_MAX_PENDING, OPT_DEFLATE, OPT_TLS,
+    OPT_PAYLOAD,
 };
 
 static const struct option long_opts[] = {
@@ -193,6 +202,7 @@ static const struct option long_opts[] = {
     { "src-ips", required_argument, NULL, OPT_SRC_IPS },
     { "max-pending", required_argument, NULL, OPT_MAX_PENDING },
     { "deflate", no_argument, NULL, OPT_DEFLATE },
+    { "payload", required_argument, NULL, OPT_PAYLOAD },
     { "tls", no_argument, NULL, OPT_TLS },
     { NULL, 0, NULL, 0 },
 };
@@ -256,12 +266,14 @@ parse_opt(struct args *a, int ch, const char *arg)
     case OPT_MAX_PENDING:
         a->max_pending = parse_u32(arg, 1, MAX_CONNS, "--max-pending");
         break;
-    case OPT_DEFLATE:
-        die_usage("%s: permessage-deflate is not implemented yet "
-                  "(issue part 2)", "--deflate");
+    case OPT_DEFLATE: a->deflate = true; break;
+    case OPT_PAYLOAD:
+        if (strcmp(arg, "abc") != 0 && strcmp(arg, "words") != 0)
+            die_usage("--payload: abc or words, not \"%s\"", arg);
+        a->words = strcmp(arg, "words") == 0;
         break;
     case OPT_TLS:
-        die_usage("%s: TLS is not implemented yet (issue part 2)", "--tls");
+        die_usage("%s: use a wss:// URL for TLS", "--tls");
         break;
     default:
         return false;
@@ -278,7 +290,7 @@ parse_args(struct args *a, int argc, char **argv)
         .conns = 100, .inflight = 1, .size = 32, .procs = 1,
         .duration = 10, .warmup = -1, .settle = 0.2, .drain = 0.5,
         .connect_timeout = 5, .close_wait = 1, .conn_rate = 50000,
-        .max_pending = 256,
+        .max_pending = 256, .deflate_level = 1,
         .pub_rate = 1000, .sub_msg = "sub t", .pub_fmt = "pub t ",
     };
     while ((ch = getopt_long(argc, argv, "u:c:k:s:d:w:p:P:h", long_opts,
@@ -349,7 +361,8 @@ set_addr(struct wsl_target *t, const char *host, uint16_t port)
 
 /* Splits "HOST[:PORT]" or "[V6][:PORT]"; host gets the bare address. */
 static int
-split_authority(const char *auth, char *host, size_t cap, uint16_t *port)
+split_authority(const char *auth, char *host, size_t cap, uint16_t *port,
+                uint16_t dflt)
 {
     const char *h = auth, *colon;
     size_t hlen;
@@ -372,7 +385,7 @@ split_authority(const char *auth, char *host, size_t cap, uint16_t *port)
         return -EINVAL;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
-    *port = 80;
+    *port = dflt;
     if (colon != NULL) {
         char *end;
         unsigned long v = strtoul(colon + 1, &end, 10);
@@ -392,12 +405,18 @@ parse_url(const char *url, struct wsl_target *t)
     size_t alen;
     uint16_t port;
 
-    if (strncmp(url, "wss://", 6) == 0)
-        die_usage("%s: wss:// (TLS) is not implemented yet (issue part 2)",
-                  url);
-    if (strncmp(url, "ws://", 5) != 0)
-        die_usage("%s: the URL must start with ws://", url);
-    p = url + 5;
+    if (strncmp(url, "wss://", 6) == 0) {
+        p = url + 6;
+        t->tls = true;
+    } else if (strncmp(url, "tcp://", 6) == 0) {
+        p = url + 6;
+        t->raw_msg_size = 1;    /* the real size is set once args are in */
+    } else if (strncmp(url, "ws://", 5) == 0) {
+        p = url + 5;
+    } else {
+        die_usage("%s: the URL must start with ws:// (or tcp:// for raw "
+                  "TCP echo)", url);
+    }
     slash = p + strcspn(p, "/?");
     alen = (size_t)(slash - p);
     if (alen == 0 || alen >= sizeof(t->host))
@@ -411,7 +430,8 @@ parse_url(const char *url, struct wsl_target *t)
         if ((unsigned char)*c <= ' ' || *c == 0x7f)
             die_usage("%s: spaces or control characters in the path", url);
     }
-    if (split_authority(t->host, host, sizeof(host), &port) != 0)
+    if (split_authority(t->host, host, sizeof(host), &port,
+                        t->tls ? 443 : 80) != 0)
         die_usage("%s: bad HOST[:PORT]", url);
     if (set_addr(t, host, port) != 0)
         die_usage("%s: HOST must be an address literal (127.x.x.x, ::1) or "
@@ -481,6 +501,7 @@ worker_opts(const struct args *a, const struct wsl_target *t, uint32_t i)
         .inflight = a->inflight,
         .size = a->size,
         .binary = a->binary,
+        .words = a->words,
         .publisher = a->scenario == WSL_BROADCAST && i == 0,
         .pub_rate = a->pub_rate,
         .sub_msg = a->sub_msg,
@@ -640,6 +661,8 @@ static void
 take_sample(pid_t pid, struct sample *s)
 {
     s->ok = pid > 0 && wsl_proc_sample_tree(pid, &s->s) == 0;
+    s->mach_ok = wsl_proc_machine_cpu(&s->mach_busy_s,
+                                      &s->mach_steal_s) == 0;
 }
 
 /* ---- report -------------------------------------------------------- */
@@ -675,6 +698,9 @@ add_up(const struct child *ch, uint32_t n, struct totals *t)
         s->reordered += c->reordered;
         s->other += c->other;
         s->pub_stalled += c->pub_stalled;
+        s->wire_in += c->wire_in;
+        s->wire_out += c->wire_out;
+        s->inflated += c->inflated;
         s->cpu_s += c->cpu_s;
         s->connect_s = MAX(s->connect_s, c->connect_s);
         s->deadline_hit |= c->deadline_hit;
@@ -843,8 +869,25 @@ print_result(const struct args *a, const struct totals *t,
            t->cpu_max_pct,
            srv ? (snprintf(b1, sizeof(b1), "%" PRIu64, s1->s.pss_kb), b1)
                : "na");
+    printf(" wire_in_bytes=%" PRIu64 " wire_out_bytes=%" PRIu64,
+           s->wire_in, s->wire_out);
+    /* All processes' CPU in the window: what neither the server nor the
+       client used was other load on the machine. */
+    if (s0->mach_ok && s1->mach_ok)
+        printf(" machine_cpu_s=%.3f steal_cpu_s=%.3f",
+               s1->mach_busy_s - s0->mach_busy_s,
+               s1->mach_steal_s - s0->mach_steal_s);
     if (a->scenario == WSL_ECHO)
-        printf(" inflight=%" PRIu32 " size=%" PRIu32, a->inflight, a->size);
+        printf(" inflight=%" PRIu32 " size=%" PRIu32 " transport=%s",
+               a->inflight, a->size,
+               strncmp(a->url, "tcp://", 6) == 0 ? "tcp" : "ws");
+    /* Inflated payload over the bytes that carried it, headers included:
+       what the server's compression saved on the way back. */
+    if (a->deflate)
+        printf(" deflate=on inflated=%" PRIu64 " compression_ratio=%s",
+               s->inflated,
+               fmt_or_na(b4, s->wire_in > 0 && s->bytes > 0,
+                         (double)s->bytes / (double)s->wire_in));
     if (a->scenario == WSL_IDLE)
         printf(" rss_before_kb=%s bytes_per_conn=%s",
                before->ok ? (snprintf(b2, sizeof(b2), "%" PRIu64,
@@ -878,6 +921,17 @@ main(int argc, char **argv)
     parse_args(&a, argc, argv);
     memset(&target, 0, sizeof(target));
     parse_url(a.url, &target);
+    if (target.raw_msg_size > 0) {
+        if (a.scenario != WSL_ECHO || a.deflate || a.size == 0)
+            die_usage("%s", "tcp:// runs the echo scenario only, with "
+                      "--size 1 or more and without --deflate");
+        target.raw_msg_size = a.size;
+        target.raw_opcode = a.binary ? 0x2 : 0x1;
+    }
+    if (a.deflate) {
+        target.extensions = WSL_DEFLATE_OFFER;
+        target.deflate_level = a.deflate_level;
+    }
     target.src_ips = a.src_ips != 0 ? a.src_ips : auto_src_ips(&a, &target);
     if (a.server_pid != 0 && !wsl_proc_exists(a.server_pid)) {
         fprintf(stderr, "wsload: --server-pid %d: no such process\n",

@@ -390,7 +390,10 @@ worker_over_share(struct worker *w)
         }
     }
     avg = live > 0 ? total / live : 0;
-    if (w->n_conns <= avg + MAX(2, avg / 8)) {
+    /* Small differences are noise (short-lived connections come and go);
+       stepping back for them only delays accepts when every worker is
+       momentarily "over" and paused. */
+    if (w->n_conns <= avg + MAX(8, avg / 8)) {
         w->stepped_back_since = 0;
         return false;
     }
@@ -419,7 +422,7 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
        leave its queue waiting. */
     if (!l->cfg->reuseport && worker_over_share(w)) {
         worker_accepting(w, false);
-        ev_timer_set(&w->accept_retry, 0.005, 0.);
+        ev_timer_set(&w->accept_retry, 0.001, 0.);
         ev_timer_start(loop, &w->accept_retry);
         return;
     }
