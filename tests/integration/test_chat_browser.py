@@ -48,7 +48,7 @@ WWW = os.path.join(REPO, "examples", "chat", "www")
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                          "artifacts")
 WORKERS = 2
-FILLERS = 6     # idle /probe connections that make ann's worker the busy one
+FILLERS = 24  # > 2 x the balance threshold of max(8, avg/8) (worker.c)
 CHAT_ROUTE = "[route /chat]\napp = chat\nstatic_dir = %s\n" % WWW
 
 
