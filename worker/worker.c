@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,11 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    /* Send chunks come and go by the megabyte under load: trimming the
+       heap top and faulting it back in cost ~9% of a worker's CPU in the
+       1000-connection echo profile. Keep what was used. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 4 << 20);
     w->loop = loop;
     w->cfg = cfg;
     w->node = cfg->server.node_id;
