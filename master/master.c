@@ -61,6 +61,7 @@ struct wproc {
     bool given_up;
     uint32_t conns;
     char *last_error;     /* what the worker said before failing to start */
+    bool quit_acked;      /* said "draining": it accepts no more */
     uint32_t incarnation; /* spawns of this slot in this generation */
 };
 
@@ -122,10 +123,16 @@ struct master {
     int exit_code;
     int *activated;           /* LISTEN_FDS passed by systemd */
     struct tls_ticket_keys ticket_keys; /* made once, kept across reloads */
+    char reload_reply[128];   /* held until the old generation stopped
+                                 accepting, so a client that connects
+                                 after 'sockd -s reload' returns always
+                                 reaches the new one */
+    ev_timer reply_timer;
     int n_activated;
 };
 
 static void gen_ready_check(struct master *m, struct generation *g);
+static void reload_reply_check(struct master *m);
 static void master_maybe_exit(struct master *m);
 static void ctl_reply_reloads(struct master *m, const char *line);
 
@@ -704,6 +711,9 @@ wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents)
             announce_peer(m, w);
             gen_ready_check(m, w->g);
         }
+    } else if (strcmp(buf, "draining") == 0) {
+        w->quit_acked = true;
+        reload_reply_check(m);
     } else if (strncmp(buf, "error ", 6) == 0) {
         free(w->last_error);
         w->last_error = strdup(buf + 6);
@@ -727,6 +737,33 @@ gen_start_drain(struct master *m, struct generation *g)
     notify_send("EXTEND_TIMEOUT_USEC=%llu",
                 (unsigned long long)g->cfg->server.worker_shutdown_timeout_ms
                     * 1000ULL);
+}
+
+/* Answers the reload once every draining worker has stopped accepting
+   (or exited), or when the timer gives up waiting. */
+static void
+reload_reply_check(struct master *m)
+{
+    if (m->reload_reply[0] == '\0')
+        return;
+    for (struct generation *g = m->gens; g != NULL; g = g->next)
+        for (int i = 0; g->draining && i < g->n; i++)
+            if (g->w[i].pid > 0 && !g->w[i].quit_acked &&
+                ev_is_active(&m->reply_timer))
+                return;
+    ev_timer_stop(m->loop, &m->reply_timer);
+    ctl_reply_reloads(m, m->reload_reply);
+    m->reload_reply[0] = '\0';
+}
+
+static void
+reply_timer_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct master *m = ev_userdata(loop);
+
+    (void)t;
+    (void)revents;
+    reload_reply_check(m); /* the timer is no longer active: answer */
 }
 
 /* A generation's workers all accept: it becomes the active one. */
@@ -759,9 +796,12 @@ gen_ready_check(struct master *m, struct generation *g)
     log_info("event=ready generation=%u workers=%d", g->id, g->ready);
     notify_send("READY=1\nMAINPID=%d\nSTATUS=generation %u, %d workers "
                 "ready", (int)getpid(), g->id, g->ready);
-    snprintf(line, sizeof(line), "OK reload: generation %u ready (%d workers)",
-             g->id, g->n);
-    ctl_reply_reloads(m, line);
+    snprintf(m->reload_reply, sizeof(m->reload_reply),
+             "OK reload: generation %u ready (%d workers)", g->id, g->n);
+    (void)line;
+    ev_timer_set(&m->reply_timer, 2.0, 0.); /* bound the wait for acks */
+    ev_timer_start(m->loop, &m->reply_timer);
+    reload_reply_check(m);
 }
 
 /* The pending generation failed to start: take it down, keep the old. */
@@ -1030,6 +1070,7 @@ master_on_child(struct ev_loop *loop, ev_child *c, int revents)
         wproc_exited(m, w, c->rstatus);
     }
     notify_status(m);
+    reload_reply_check(m);
     master_maybe_exit(m);
 }
 
@@ -1128,6 +1169,7 @@ master_stop_watchers(struct master *m)
     ev_io_stop(m->loop, &m->ctl_io);
     ev_timer_stop(m->loop, &m->kill_timer);
     ev_timer_stop(m->loop, &m->watchdog);
+    ev_timer_stop(m->loop, &m->reply_timer);
 }
 
 /* ---- Control socket (server side) --------------------------------------- */
@@ -1427,6 +1469,7 @@ master_start_watchers(struct master *m, uint64_t watchdog_usec)
     ev_child_init(&m->child, master_on_child, 0, 0);
     ev_child_start(m->loop, &m->child);
     ev_init(&m->kill_timer, master_on_kill_timer);
+    ev_init(&m->reply_timer, reply_timer_fired);
     if (watchdog_usec > 0) {
         ev_timer_init(&m->watchdog, master_on_watchdog, 0.,
                       watchdog_usec / 2e6);

@@ -187,6 +187,7 @@ worker_drain(struct worker *w)
         return;
     w->draining = true;
     worker_stop_accepting(w);
+    wctl_send(w, "draining"); /* the master answers the reload now */
     /* Our copies of the listening sockets go: a reuseport socket of a slot
        the new generation no longer has must leave the kernel's group. */
     for (size_t i = 0; i < w->n_listeners; i++) {
