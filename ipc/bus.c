@@ -190,10 +190,10 @@ static void
 peer_backoff(struct peer *p, int err)
 {
     if (!p->failing)
-        log_info("bus connect failed peer=" KEY_FMT " path=%s err=\"%s\" retry_ms=%u",
+        log_info("event=bus_connect_failed peer=" KEY_FMT " path=%s err=\"%s\" retry_ms=%u",
                  KEY_ARGS(p->key), p->path, strerror(err), p->backoff_ms);
     else
-        log_debug("bus connect failed peer=" KEY_FMT " err=\"%s\" retry_ms=%u",
+        log_debug("event=bus_connect_failed peer=" KEY_FMT " err=\"%s\" retry_ms=%u",
                   KEY_ARGS(p->key), strerror(err), p->backoff_ms);
     p->failing = true;
     peer_retry_later(p);
@@ -215,10 +215,10 @@ peer_up(struct peer *p)
     b->st.connects++;
     peer_set_events(p, EV_READ);
     if (p->failing)
-        log_info("bus connected peer=" KEY_FMT " path=%s",
+        log_info("event=bus_connected peer=" KEY_FMT " path=%s",
                  KEY_ARGS(p->key), p->path);
     else
-        log_debug("bus connected peer=" KEY_FMT, KEY_ARGS(p->key));
+        log_debug("event=bus_connected peer=" KEY_FMT, KEY_ARGS(p->key));
     p->failing = false;
 }
 
@@ -265,10 +265,10 @@ peer_broken(struct peer *p, int err)
 
     if (err != 0) {
         b->st.errors++;
-        log_warn("bus connection lost peer=" KEY_FMT " path=%s err=\"%s\"",
+        log_warn("event=bus_connection_lost peer=" KEY_FMT " path=%s err=\"%s\"",
                  KEY_ARGS(p->key), p->path, strerror(err));
     } else {
-        log_info("bus connection closed by peer peer=" KEY_FMT " path=%s",
+        log_info("event=bus_connection_closed_by_peer peer=" KEY_FMT " path=%s",
                  KEY_ARGS(p->key), p->path);
     }
     peer_close_fd(p);
@@ -480,7 +480,7 @@ bus_new(struct ev_loop *loop, uint32_t self_key, const char *path,
     ev_set_priority(&b->flush, EV_MINPRI);
     ev_prepare_start(loop, &b->flush);
     ev_unref(loop);
-    log_info("bus listening self=" KEY_FMT " path=%s", KEY_ARGS(self_key),
+    log_info("event=bus_listening self=" KEY_FMT " path=%s", KEY_ARGS(self_key),
              path);
     return b;
 
@@ -543,7 +543,7 @@ bus_peer_add(struct bus *b, uint32_t peer_key, pid_t pid, const char *path)
     b->npeers++;
     if (pid != 0)
         bus_in_recheck(&b->in, peer_key);
-    log_info("bus peer added peer=" KEY_FMT " pid=%d path=%s",
+    log_info("event=bus_peer_added peer=" KEY_FMT " pid=%d path=%s",
              KEY_ARGS(peer_key), (int)pid, path);
     return 0;
 }
@@ -555,7 +555,7 @@ bus_peer_remove(struct bus *b, uint32_t peer_key)
 
     if (p == NULL)
         return;
-    log_info("bus peer removed peer=" KEY_FMT " queued_bytes=%zu",
+    log_info("event=bus_peer_removed peer=" KEY_FMT " queued_bytes=%zu",
              KEY_ARGS(peer_key), p->q.bytes);
     peers_unhash(b, p);
     b->npeers--;

@@ -95,7 +95,7 @@ inconn_reject(struct inconn *c, const char *why, uint64_t claimed)
     in->rejects++;
     c->closing = true;
     if (log_ok(in)) {
-        log_warn("bus connection rejected reason=\"%s\" pid=%d claimed=%" PRIu64 " suppressed=%u",
+        log_warn("event=bus_connection_rejected reason=\"%s\" pid=%d claimed=%" PRIu64 " suppressed=%u",
                  why, (int)c->pid, claimed, in->log_quiet);
         in->log_quiet = 0;
     }
@@ -109,7 +109,7 @@ inconn_fail(struct inconn *c, const char *why, int err)
     in->errors++;
     c->closing = true;
     if (log_ok(in)) {
-        log_warn("bus connection error reason=\"%s\" peer=" KEY_FMT " pid=%d err=\"%s\" suppressed=%u",
+        log_warn("event=bus_connection_error reason=\"%s\" peer=" KEY_FMT " pid=%d err=\"%s\" suppressed=%u",
                  why, KEY_ARGS(c->key), (int)c->pid, strerror(err),
                  in->log_quiet);
         in->log_quiet = 0;
@@ -141,7 +141,7 @@ inconn_hello(struct inconn *c, const struct bus_msg *m)
     }
     c->has_hello = true;
     c->key = (uint32_t)m->from;
-    log_debug("bus accepted peer=" KEY_FMT " pid=%d", KEY_ARGS(c->key),
+    log_debug("event=bus_accepted peer=" KEY_FMT " pid=%d", KEY_ARGS(c->key),
               (int)c->pid);
 }
 
@@ -206,7 +206,7 @@ inconn_recv(struct inconn *c, uint8_t *p, size_t len)
         if (c->part_len > 0)
             inconn_fail(c, "closed inside a frame", EPIPE);
         c->closing = true;
-        log_debug("bus connection closed peer=" KEY_FMT " pid=%d",
+        log_debug("event=bus_connection_closed peer=" KEY_FMT " pid=%d",
                   KEY_ARGS(c->key), (int)c->pid);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         inconn_fail(c, "read", errno);
@@ -287,7 +287,7 @@ inconn_new(struct bus_in *in, int fd)
     struct inconn *c;
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-        log_warn("bus SO_PEERCRED failed err=\"%s\"", strerror(errno));
+        log_warn("event=bus_peercred_failed err=\"%s\"", strerror(errno));
         close(fd);
         in->errors++;
         return;
@@ -295,7 +295,7 @@ inconn_new(struct bus_in *in, int fd)
     if (cr.uid != geteuid()) {
         in->rejects++;
         if (log_ok(in)) {
-            log_warn("bus connection rejected reason=\"uid\" uid=%u pid=%d suppressed=%u",
+            log_warn("event=bus_connection_rejected reason=\"uid\" uid=%u pid=%d suppressed=%u",
                      (unsigned)cr.uid, (int)cr.pid, in->log_quiet);
             in->log_quiet = 0;
         }
@@ -304,7 +304,7 @@ inconn_new(struct bus_in *in, int fd)
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        log_err("bus accept: out of memory");
+        log_err("event=bus_accept_failed error=\"out of memory\"");
         close(fd);
         return;
     }
@@ -334,7 +334,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
         /* Out of descriptors or memory: pause instead of spinning. */
-        log_warn("bus accept failed err=\"%s\" pause_ms=%d",
+        log_warn("event=bus_accept_failed err=\"%s\" pause_ms=%d",
                  strerror(errno), (int)(BUS_ACCEPT_PAUSE * 1000));
         ev_io_stop(loop, &in->lio);
         ev_timer_set(&in->accept_pause, BUS_ACCEPT_PAUSE, 0.);
