@@ -142,7 +142,8 @@ run_single(const struct config *cfg)
         return 1;
     }
     w = worker_new(loop, cfg, fds, 1, 0, err, sizeof(err));
-    if (w != NULL && worker_load_tls(w, NULL, err, sizeof(err)) != 0) {
+    if (w != NULL && (worker_load_tls(w, NULL, err, sizeof(err)) != 0 ||
+                      worker_load_apps(w, err, sizeof(err)) != 0)) {
         worker_free(w);
         w = NULL;
     }

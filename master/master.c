@@ -436,10 +436,12 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
                           sizeof(err))
              : NULL;
     /* Certificates are read now, as root if we started as root, so a
-       reload re-reads them; then privileges go. */
+       reload re-reads them; then privileges go, and only then is any app
+       module loaded. */
     if (w != NULL && (worker_load_tls(w, &m->ticket_keys, err,
                                       sizeof(err)) != 0 ||
-                      child_drop_privileges(g->cfg) != 0)) {
+                      child_drop_privileges(g->cfg) != 0 ||
+                      worker_load_apps(w, err, sizeof(err)) != 0)) {
         worker_free(w);
         w = NULL;
     }

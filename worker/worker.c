@@ -158,8 +158,8 @@ default_max_conns(void)
     return (uint32_t)rl.rlim_cur - WORKER_FD_RESERVE;
 }
 
-static int
-worker_load_routes(struct worker *w, char *err, size_t errlen)
+int
+worker_load_apps(struct worker *w, char *err, size_t errlen)
 {
     const struct config *cfg = w->cfg;
 
@@ -222,8 +222,6 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (worker_load_routes(w, err, errlen) != 0)
-        goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct wlistener *l = &w->listeners[i];
 

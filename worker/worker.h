@@ -119,7 +119,7 @@ struct worker {
 /*
  * Creates a worker on loop for cfg, with listening sockets fds[i] matching
  * cfg->listeners[i] (already bound and listening), then the [admin] one if
- * configured (fds[n_listeners]). Loads every route's app.
+ * configured (fds[n_listeners]). The apps come with worker_load_apps.
  * Returns NULL with a message in err on failure.
  */
 struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
@@ -133,6 +133,12 @@ struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
  */
 int worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
                     char *err, size_t errlen);
+/*
+ * Loads every route's app (built-ins, or modules with dlopen). Under a
+ * master this runs after the worker dropped privileges, so no module code
+ * runs as root. 0, or -1 with "FILE:LINE: message" in err.
+ */
+int worker_load_apps(struct worker *w, char *err, size_t errlen);
 void worker_free(struct worker *w);
 /* Adds the counters of s to sum (gauges excluded). */
 void worker_stats_add(struct worker_stats *sum, const struct worker_stats *s);
