@@ -118,6 +118,19 @@ sock_stop(sock_conn *c)
 sock_ret
 sock_stop_code(sock_conn *c, uint16_t code, const char *reason, size_t len)
 {
+    /* One rule for every backend (DESIGN §3.4): a code an app may send and
+       at most 123 bytes of UTF-8, else 1011 and a log line. */
+    if (reason == NULL)
+        len = 0;
+    if (!sock_close_code_is_valid(code) || len > 123 ||
+        (len > 0 && !sock_utf8_valid(reason, len))) {
+        log_warn("event=app_bad_close conn=%llx code=%u reason_len=%zu "
+                 "sent=1011", (unsigned long long)c->ops->self(c), code,
+                 len);
+        code = 1011;
+        reason = NULL;
+        len = 0;
+    }
     c->ops->stop(c, code, reason, len, SOCK_ERR_NONE);
     return SOCK_STOP;
 }

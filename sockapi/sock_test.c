@@ -588,12 +588,7 @@ op_stop(sock_conn *c, uint16_t code, const char *reason, size_t len,
     if (!t->open || t->stopped)
         return;
     if (reason == NULL)
-        len = 0;
-    if (!sock_close_code_is_valid(code) || len > 123 ||
-        (len > 0 && !sock_utf8_valid(reason, len))) {
-        code = 1011;
-        len = 0;
-    }
+        len = 0; /* sock_stop_code checked code and reason */
     t->stopped = true;
     t->code = code;
     memcpy(t->reason, reason ? reason : "", len);

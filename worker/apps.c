@@ -23,6 +23,18 @@ static const struct {
     { "chat", &sock_example_chat },
 };
 
+/* The built-in of that name, or NULL (err says which exist). */
+static const sock_app *
+builtin_find(const char *name, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+        if (strcmp(builtins[i].name, name) == 0)
+            return builtins[i].app;
+    snprintf(err, errlen, "unknown app \"%s\" (built-ins: echo, ticker, "
+             "chat; a module is given by a path containing '/')", name);
+    return NULL;
+}
+
 static int
 check_app(const char *spec, const sock_app *app, char *err, size_t errlen)
 {
@@ -47,16 +59,8 @@ apps_load(const char *spec, const sock_app **app, void **dl, char *err,
 
     *dl = NULL;
     if (strchr(spec, '/') == NULL) {
-        for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
-            if (strcmp(builtins[i].name, spec) == 0) {
-                *app = builtins[i].app;
-                return check_app(spec, *app, err, errlen);
-            }
-        }
-        snprintf(err, errlen,
-                 "unknown app \"%s\" (built-ins: echo, ticker, chat; a module is "
-                 "given by a path containing '/')", spec);
-        return -1;
+        *app = builtin_find(spec, err, errlen);
+        return *app != NULL ? check_app(spec, *app, err, errlen) : -1;
     }
     h = dlopen(spec, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
@@ -84,15 +88,8 @@ apps_check_spec(const char *spec, char *err, size_t errlen)
 {
     struct stat st;
 
-    if (strchr(spec, '/') == NULL) {
-        for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
-            if (strcmp(builtins[i].name, spec) == 0)
-                return 0;
-        snprintf(err, errlen, "unknown app \"%s\" (built-ins: echo, "
-                 "ticker, chat; a module is given by a path containing '/')",
-                 spec);
-        return -1;
-    }
+    if (strchr(spec, '/') == NULL)
+        return builtin_find(spec, err, errlen) != NULL ? 0 : -1;
     if (stat(spec, &st) != 0 || access(spec, R_OK) != 0) {
         snprintf(err, errlen, "cannot load app module %s: %s", spec,
                  strerror(errno));

@@ -83,29 +83,12 @@ conn_want_pending(struct conn *c)
 /* ---- Creation ---------------------------------------------------------- */
 
 static char *
-format_peer(const struct sockaddr *sa, socklen_t salen)
+format_peer(const struct sockaddr *sa)
 {
-    char host[INET6_ADDRSTRLEN] = "?", *s;
-    int port = 0;
+    char buf[INET6_ADDRSTRLEN + 16];
 
-    (void)salen;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const void *)sa;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const void *)sa;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        port = ntohs(in6->sin6_port);
-        if (asprintf(&s, "[%s]:%d", host, port) < 0)
-            return NULL;
-        return s;
-    }
-    if (asprintf(&s, "%s:%d", host, port) < 0)
-        return NULL;
-    return s;
+    worker_format_addr(sa, buf, sizeof(buf));
+    return strdup(buf);
 }
 
 struct conn *
@@ -117,7 +100,8 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 
     if (c == NULL)
         return NULL;
-    c->peer = format_peer(sa, salen);
+    (void)salen;
+    c->peer = format_peer(sa);
     if (tls != NULL && c->peer != NULL) {
         c->tls = tls_conn_new(tls, fd);
         c->tls_handshaking = true;
@@ -1003,9 +987,7 @@ conn_http_error(struct conn *c, int status, const char *why)
         sendq_append(&c->sq, NULL, 0, resp, len);
         free(resp);
     }
-    c->state = CONN_FINISH;
-    tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
-    conn_want_flush(c);
+    conn_finish(c);
 }
 
 static bool
@@ -1144,9 +1126,7 @@ conn_static(struct conn *c, const struct sock_request *r)
         sendq_append(&c->sq, NULL, 0, resp, len);
         free(resp);
     }
-    c->state = CONN_FINISH;
-    tlist_arm(w->timers, &c->tn, close_timeout_ms(c));
-    conn_want_flush(c);
+    conn_finish(c);
     return true;
 }
 
@@ -1375,10 +1355,9 @@ conn_tls_handshake(struct conn *c)
             shutdown(c->fd, SHUT_WR);
             c->raw_drain = true;
             c->tls_handshaking = false;
-            c->state = CONN_FINISH;
             c->shut_wr = true;
             ev_io_stop(c->w->loop, &c->wio);
-            tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
+            conn_finish(c);
             return;
         }
         c->want_teardown = true;
@@ -1558,14 +1537,8 @@ op_stop(sock_conn *sc, uint16_t code, const char *reason, size_t len,
         return;
     if (reason == NULL)
         len = 0;
-    if (!sock_close_code_is_valid(code) || len > 123 ||
-        (len > 0 && !sock_utf8_valid(reason, len))) {
-        log_warn("event=app_bad_close conn=%llx code=%u reason_len=%zu "
-                 "sent=1011", (unsigned long long)c->id, code, len);
-        code = 1011;
-        len = 0;
-    }
-    (void)err; /* 1011 is what marks an app error */
+    (void)err; /* 1011 is what marks an app error; sock_stop_code checked
+                  code and reason */
     c->stop_recorded = true;
     c->stop_code = code;
     if (len > 0 && (c->stop_reason = malloc(len)) != NULL) {

@@ -574,27 +574,34 @@ worker_listen(const struct listener_cfg *l)
 }
 
 void
+worker_format_addr(const struct sockaddr *sa, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(buf, size, "[%s]:%d", host, ntohs(in6->sin6_port));
+        return;
+    }
+    snprintf(buf, size, "%s:%d", host, port);
+}
+
+void
 worker_sockname(int fd, char *buf, size_t size)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
 
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-            port = ntohs(in->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-            port = ntohs(in6->sin6_port);
-            snprintf(buf, size, "[%s]:%d", host, port);
-            return;
-        }
-    }
-    snprintf(buf, size, "%s:%d", host, port);
+    ss.ss_family = AF_UNSPEC;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        ss.ss_family = AF_UNSPEC;
+    worker_format_addr((struct sockaddr *)&ss, buf, size);
 }

@@ -163,6 +163,8 @@ void worker_conn_gone(struct worker *w);
 
 /* Binds and listens for l (SOCK_CLOEXEC|SOCK_NONBLOCK). fd or -errno. */
 int worker_listen(const struct listener_cfg *l);
+/* "ADDR:PORT", "[V6ADDR]:PORT", or "?:0" for other families. */
+void worker_format_addr(const struct sockaddr *sa, char *buf, size_t size);
 /* Fills buf with "ADDR:PORT" of a bound socket. */
 void worker_sockname(int fd, char *buf, size_t size);
 
