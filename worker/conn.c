@@ -137,6 +137,24 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     return c;
 }
 
+/* ---- Calling the app ---------------------------------------------------- */
+
+/* Around every app callback: no nesting (c->in_cb), and c is the "from"
+   of the infos it sends. */
+static void
+cb_enter(struct conn *c)
+{
+    c->in_cb = true;
+    messaging_set_current(c->w, c);
+}
+
+static void
+cb_leave(struct conn *c)
+{
+    messaging_set_current(c->w, NULL);
+    c->in_cb = false;
+}
+
 /* ---- Teardown ---------------------------------------------------------- */
 
 static void
@@ -153,11 +171,9 @@ conn_terminate_app(struct conn *c)
 
     if (c->route->app->terminate == NULL)
         return;
-    c->in_cb = true;
-    messaging_set_current(c->w, c);
+    cb_enter(c);
     c->route->app->terminate(&c->base, &why, c->app_state);
-    messaging_set_current(c->w, NULL);
-    c->in_cb = false;
+    cb_leave(c);
 }
 
 /* Closes the socket and runs terminate; the memory waits for conn_free. */
@@ -460,11 +476,9 @@ conn_call_writable(struct conn *c)
 
     if (app->handle_writable == NULL || c->state != CONN_OPEN)
         return;
-    c->in_cb = true;
-    messaging_set_current(c->w, c);
+    cb_enter(c);
     ret = app->handle_writable(&c->base, &c->app_state);
-    messaging_set_current(c->w, NULL);
-    c->in_cb = false;
+    cb_leave(c);
     conn_after_app(c, ret);
 }
 
@@ -566,11 +580,9 @@ conn_deliver(struct conn *c, uint8_t op, const void *data, size_t len)
     sock_ret ret;
 
     c->w->stats->msgs_in++;
-    c->in_cb = true;
-    messaging_set_current(c->w, c);
+    cb_enter(c);
     ret = c->route->app->handle_in(&c->base, &m, &c->app_state);
-    messaging_set_current(c->w, NULL);
-    c->in_cb = false;
+    cb_leave(c);
     conn_after_app(c, ret);
 }
 
@@ -583,11 +595,9 @@ conn_deliver_control(struct conn *c, uint8_t op, const void *data,
 
     if (c->route->app->handle_control == NULL)
         return;
-    c->in_cb = true;
-    messaging_set_current(c->w, c);
+    cb_enter(c);
     ret = c->route->app->handle_control(&c->base, &m, &c->app_state);
-    messaging_set_current(c->w, NULL);
-    c->in_cb = false;
+    cb_leave(c);
     conn_after_app(c, ret);
 }
 
@@ -606,13 +616,11 @@ conn_deliver_info(struct conn *c, const struct info *i)
 
     if (c->route->app->handle_info == NULL)
         return;
-    c->in_cb = true;
     c->w->delivering = i->data;
-    messaging_set_current(c->w, c);
+    cb_enter(c);
     ret = c->route->app->handle_info(&c->base, &in, &c->app_state);
-    messaging_set_current(c->w, NULL);
+    cb_leave(c);
     c->w->delivering = NULL;
-    c->in_cb = false;
     conn_after_app(c, ret);
 }
 
@@ -1077,13 +1085,11 @@ conn_open(struct conn *c, const struct sock_request *r,
     c->w->stats->opened++;
     c->w->stats->open++;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
-    c->in_cb = true;
-    messaging_set_current(c->w, c);
+    cb_enter(c);
     ret = c->route->app->init ? c->route->app->init(&c->base, u->arg,
                                                     &c->app_state)
                               : SOCK_CONTINUE;
-    messaging_set_current(c->w, NULL);
-    c->in_cb = false;
+    cb_leave(c);
     sock_upgrade_destroy(u, true);
     conn_after_app(c, ret);
 }
