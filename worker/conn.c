@@ -38,10 +38,17 @@
 
 static const struct sock_conn_ops conn_ops;
 
-static void conn_on_read(struct ev_loop *loop, ev_io *io, int revents);
-static void conn_on_write(struct ev_loop *loop, ev_io *io, int revents);
+static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
 static size_t conn_process(struct conn *c, uint8_t *p, size_t n);
 static void conn_after_app(struct conn *c, sock_ret ret);
+
+/* The peer for a log line: formatted on the caller's stack. */
+#define PEER(c) conn_peer_str((c), (char[CONN_PEER_MAX]){ 0 }, CONN_PEER_MAX)
+/* Input kept back while the app paused reading. */
+#define STASHED(c) ((c)->x != NULL && (c)->x->stash_len > 0)
+/* The reason an app stopped with, as (pointer, length). */
+#define STOP_REASON(c) ((c)->x ? (c)->x->stop_reason : NULL), \
+                       ((c)->x ? (c)->x->stop_reason_len : 0)
 
 static inline struct conn *
 conn_of(sock_conn *sc)
@@ -63,11 +70,46 @@ close_timeout_ms(const struct conn *c)
     return c->w->cfg->defaults.close_timeout_ms;
 }
 
+/*
+ * The connection's one watcher waits for what c->reading and c->writing
+ * ask. Two watchers on the same fd would cost 48 more bytes per
+ * connection, and libev makes one epoll change of either.
+ */
+static void
+conn_io_update(struct conn *c)
+{
+    int ev = (c->reading ? EV_READ : 0) | (c->writing ? EV_WRITE : 0);
+
+    if (ev_is_active(&c->io)) {
+        if ((c->io.events & (EV_READ | EV_WRITE)) == ev)
+            return;
+        ev_io_stop(c->w->loop, &c->io);
+    }
+    if (ev == 0)
+        return;
+    ev_io_modify(&c->io, ev);
+    ev_io_start(c->w->loop, &c->io);
+}
+
+static void
+conn_want_read(struct conn *c, bool on)
+{
+    c->reading = on;
+    conn_io_update(c);
+}
+
+static void
+conn_want_write(struct conn *c, bool on)
+{
+    c->writing = on;
+    conn_io_update(c);
+}
+
 /* Puts c on the worker's flush list; it is written before the next poll. */
 static void
 conn_want_flush(struct conn *c)
 {
-    if (list_empty(&c->flink) && !ev_is_active(&c->wio))
+    if (list_empty(&c->flink) && !c->writing)
         list_insert_tail(&c->w->flush, &c->flink);
 }
 
@@ -82,13 +124,28 @@ conn_want_pending(struct conn *c)
 
 /* ---- Creation ---------------------------------------------------------- */
 
-static char *
-format_peer(const struct sockaddr *sa)
+const char *
+conn_peer_str(const struct conn *c, char *buf, size_t size)
 {
-    char buf[INET6_ADDRSTRLEN + 16];
+    worker_format_addr(&c->addr.sa, buf, size);
+    return buf;
+}
 
-    worker_format_addr(sa, buf, sizeof(buf));
-    return strdup(buf);
+struct conn_cold *
+conn_cold(struct conn *c)
+{
+    struct conn_cold *x = c->x;
+
+    if (x != NULL)
+        return x;
+    x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    list_init(&x->inbox);
+    list_init(&x->timers);
+    list_init(&x->subs);
+    c->x = x;
+    return x;
 }
 
 struct conn *
@@ -100,16 +157,17 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
 
     if (c == NULL)
         return NULL;
-    (void)salen;
-    c->peer = format_peer(sa);
-    if (tls != NULL && c->peer != NULL) {
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        memcpy(&c->addr, sa, MIN((size_t)salen, sizeof(c->addr)));
+    else
+        c->addr.sa.sa_family = sa->sa_family;
+    if (tls != NULL) {
         c->tls = tls_conn_new(tls, fd);
         c->tls_handshaking = true;
-    }
-    if (c->peer == NULL || (tls != NULL && c->tls == NULL)) {
-        free(c->peer);
-        free(c);
-        return NULL;
+        if (c->tls == NULL) {
+            free(c);
+            return NULL;
+        }
     }
     c->base.ops = &conn_ops;
     c->w = w;
@@ -120,15 +178,12 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     tnode_init(&c->tn);
     list_init(&c->flink);
     list_init(&c->plink);
-    list_init(&c->inbox);
-    list_init(&c->timers);
-    list_init(&c->subs);
     sendq_init(&c->sq);
     /* We coalesce writes ourselves; Nagle would only add latency. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
-    ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
-    ev_io_start(w->loop, &c->rio);
+    ev_io_init(&c->io, conn_on_io, fd, EV_READ);
+    c->reading = true;
+    ev_io_start(w->loop, &c->io);
     tlist_arm(w->timers, &c->tn, w->cfg->server.handshake_timeout_ms);
     list_insert_tail(&w->conns, &c->link);
     w->n_conns++;
@@ -165,8 +220,8 @@ conn_terminate_app(struct conn *c)
         .error = c->close_err,
         .code_sent = c->code_sent,
         .peer_code = c->peer_code,
-        .peer_reason = c->peer_reason ? c->peer_reason : "",
-        .peer_reason_len = c->peer_reason_len,
+        .peer_reason = c->x && c->x->peer_reason ? c->x->peer_reason : "",
+        .peer_reason_len = c->x ? c->x->peer_reason_len : 0,
     };
 
     if (c->route->app->terminate == NULL)
@@ -186,8 +241,8 @@ conn_teardown(struct conn *c)
     if (c->state == CONN_DEAD)
         return;
     c->state = CONN_DEAD;
-    ev_io_stop(w->loop, &c->rio);
-    ev_io_stop(w->loop, &c->wio);
+    ev_io_stop(w->loop, &c->io);
+    c->reading = c->writing = false;
     tlist_disarm(&c->tn);
     list_remove(&c->flink);
     list_remove(&c->plink);
@@ -204,7 +259,7 @@ conn_teardown(struct conn *c)
         w->stats->closed++;
         w->stats->open--;
         log_debug("event=close conn=%llx peer=%s kind=%d error=%d sent=%u "
-                  "peer_code=%u", (unsigned long long)c->id, c->peer,
+                  "peer_code=%u", (unsigned long long)c->id, PEER(c),
                   (int)c->close_kind, (int)c->close_err, c->code_sent,
                   c->peer_code);
         conn_terminate_app(c);
@@ -218,14 +273,19 @@ conn_teardown(struct conn *c)
 void
 conn_free(struct conn *c)
 {
+    struct conn_cold *x = c->x;
+
     free(c->msg);
-    free(c->ctl);
-    free(c->head);
-    free(c->stash);
-    free(c->peer);
-    free(c->subprotocol);
-    free(c->peer_reason);
-    free(c->stop_reason);
+    if (x != NULL) {
+        free(x->ctl);
+        free(x->head);
+        free(x->stash);
+        free(x->peer);
+        free(x->subprotocol);
+        free(x->peer_reason);
+        free(x->stop_reason);
+        free(x);
+    }
     ws_deflate_free(c->deflate);
     free(c);
 }
@@ -439,7 +499,7 @@ conn_close(struct conn *c, uint16_t code, const char *reason, size_t len,
     tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
     if (!c->active) { /* the peer's close can only be seen if we read */
         c->active = true;
-        ev_io_start(c->w->loop, &c->rio);
+        conn_want_read(c, true);
     }
 }
 
@@ -493,7 +553,7 @@ conn_flush(struct conn *c)
     rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);
     if (rc < 0) {
         log_debug("event=write_error conn=%llx peer=%s error=\"%s\"",
-                  (unsigned long long)c->id, c->peer, strerror(-rc));
+                  (unsigned long long)c->id, PEER(c), strerror(-rc));
         if (c->close_kind == 0) {
             c->close_kind = SOCK_CLOSE_ERROR;
             c->close_err = SOCK_ERR_IO;
@@ -504,11 +564,11 @@ conn_flush(struct conn *c)
     }
     if (rc > 0) {
         if (!c->tls_write_wants_read)
-            ev_io_start(c->w->loop, &c->wio);
+            conn_want_write(c, true);
         return;
     }
     if (!c->tls_read_wants_write && !c->tls_handshaking)
-        ev_io_stop(c->w->loop, &c->wio);
+        conn_want_write(c, false);
     if (c->state == CONN_FINISH && !c->shut_wr) {
         if (c->tls != NULL)
             tls_shutdown(c->tls); /* close_notify, best effort */
@@ -527,12 +587,8 @@ static void conn_tls_handshake(struct conn *c);
 static void conn_read(struct conn *c);
 
 static void
-conn_on_write(struct ev_loop *loop, ev_io *io, int revents)
+conn_on_write(struct conn *c)
 {
-    struct conn *c = container_of(io, struct conn, wio);
-
-    (void)loop;
-    (void)revents;
     if (c->tls_handshaking) {
         conn_tls_handshake(c);
         conn_settle(c);
@@ -566,11 +622,10 @@ conn_after_app(struct conn *c, sock_ret ret)
     if (!c->stop_recorded)
         conn_close(c, 1000, NULL, 0, SOCK_CLOSE_NORMAL, SOCK_ERR_NONE);
     else if (c->stop_code == 1011)
-        conn_close(c, 1011, c->stop_reason, c->stop_reason_len,
-                   SOCK_CLOSE_ERROR, SOCK_ERR_APP);
+        conn_close(c, 1011, STOP_REASON(c), SOCK_CLOSE_ERROR, SOCK_ERR_APP);
     else
-        conn_close(c, c->stop_code, c->stop_reason, c->stop_reason_len,
-                   SOCK_CLOSE_NORMAL, SOCK_ERR_NONE);
+        conn_close(c, c->stop_code, STOP_REASON(c), SOCK_CLOSE_NORMAL,
+                   SOCK_ERR_NONE);
 }
 
 static void
@@ -712,6 +767,7 @@ conn_on_close_frame(struct conn *c, const uint8_t *p, size_t len)
 {
     uint16_t code;
     const uint8_t *reason;
+    struct conn_cold *x;
     size_t rlen;
     int bad = ws_close_parse(p, len, &code, &reason, &rlen);
 
@@ -724,15 +780,14 @@ conn_on_close_frame(struct conn *c, const uint8_t *p, size_t len)
         return;
     }
     c->peer_code = code;
-    free(c->peer_reason);
-    c->peer_reason = NULL;
-    c->peer_reason_len = 0;
-    if (rlen > 0) {
-        c->peer_reason = malloc(rlen + 1);
-        if (c->peer_reason != NULL) {
-            memcpy(c->peer_reason, reason, rlen);
-            c->peer_reason[rlen] = '\0';
-            c->peer_reason_len = rlen;
+    if (rlen > 0 && (x = conn_cold(c)) != NULL) {
+        free(x->peer_reason);
+        x->peer_reason_len = 0;
+        x->peer_reason = malloc(rlen + 1);
+        if (x->peer_reason != NULL) {
+            memcpy(x->peer_reason, reason, rlen);
+            x->peer_reason[rlen] = '\0';
+            x->peer_reason_len = rlen;
         }
     }
     if (c->state == CONN_OPEN) {
@@ -784,9 +839,12 @@ conn_frame_end(struct conn *c)
     if (c->discard)
         return;
     if (ws_opcode_is_control(c->f.opcode)) {
-        conn_on_control(c, c->f.opcode, c->ctl, (size_t)c->f.len);
-        free(c->ctl);
-        c->ctl = NULL;
+        conn_on_control(c, c->f.opcode, c->x ? c->x->ctl : NULL,
+                        (size_t)c->f.len);
+        if (c->x != NULL) {
+            free(c->x->ctl);
+            c->x->ctl = NULL;
+        }
         return;
     }
     conn_data_end(c, c->msg, c->msg_len);
@@ -846,11 +904,14 @@ conn_payload(struct conn *c, uint8_t *p, size_t k)
         return true;
     }
     if (ws_opcode_is_control(c->f.opcode)) {
-        if (c->ctl == NULL && (c->ctl = malloc(WS_MAX_CONTROL)) == NULL) {
+        struct conn_cold *x = conn_cold(c);
+
+        if (x == NULL || (x->ctl == NULL &&
+                          (x->ctl = malloc(WS_MAX_CONTROL)) == NULL)) {
             c->want_teardown = true;
             return false;
         }
-        memcpy(c->ctl + c->f_got, p, k);
+        memcpy(x->ctl + c->f_got, p, k);
         c->f_got += k;
         return true;
     }
@@ -990,7 +1051,7 @@ conn_http_error(struct conn *c, int status, const char *why)
 
     c->w->stats->handshake_failed++;
     log_debug("event=handshake_refused peer=%s status=%d reason=\"%s\"",
-              c->peer, status, why ? why : "");
+              PEER(c), status, why ? why : "");
     if (resp != NULL) {
         sendq_append(&c->sq, NULL, 0, resp, len);
         free(resp);
@@ -1068,7 +1129,8 @@ conn_open(struct conn *c, const struct sock_request *r,
     resp = ws_response_101(accept, proto, deflate ? ext : NULL,
                            u->extra_headers, &len);
     if (resp == NULL || conn_register(c) != 0 ||
-        (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)) {
+        (proto != NULL && (conn_cold(c) == NULL ||
+                           (c->x->subprotocol = strdup(proto)) == NULL))) {
         free(resp);
         sock_upgrade_destroy(u, false);
         conn_http_error(c, 500, NULL);
@@ -1126,7 +1188,7 @@ conn_static(struct conn *c, const struct sock_request *r)
     if (root == NULL)
         return false;
     resp = static_response(root, rel, r->method, &len, &status);
-    log_debug("event=static peer=%s path=%s status=%d", c->peer, r->path,
+    log_debug("event=static peer=%s path=%s status=%d", PEER(c), r->path,
               status);
     if (resp != NULL) {
         sendq_append(&c->sq, NULL, 0, resp, len);
@@ -1145,8 +1207,10 @@ conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
     const char *why = NULL;
     int status;
 
+    char peer[CONN_PEER_MAX];
+
     status = ws_request_parse(&r, head, len, c->w->cfg->server.max_headers);
-    r.peer = c->peer;
+    r.peer = conn_peer_str(c, peer, sizeof(peer));
     r.tls = c->tls != NULL;
     if (status == 0 && conn_static(c, &r)) {
         ws_request_destroy(&r);
@@ -1190,36 +1254,41 @@ conn_handshake(struct conn *c, const uint8_t *p, size_t n)
     size_t take, used;
     ssize_t hl;
     uint8_t *grown;
+    struct conn_cold *x;
 
-    if (c->head == NULL) {
+    if (c->x == NULL || c->x->head == NULL) {
         hl = ws_head_len(p, n, max);
         if (hl > 0) {
             conn_upgrade(c, p, (size_t)hl);
             return (size_t)hl;
         }
     }
-    take = MIN(n, max - c->head_len);
-    grown = realloc(c->head, c->head_len + take);
+    if ((x = conn_cold(c)) == NULL) {
+        c->want_teardown = true;
+        return n;
+    }
+    take = MIN(n, max - x->head_len);
+    grown = realloc(x->head, x->head_len + take);
     if (grown == NULL) {
         c->want_teardown = true;
         return n;
     }
-    c->head = grown;
-    memcpy(c->head + c->head_len, p, take);
-    hl = ws_head_len(c->head, c->head_len + take, max);
-    if (hl == 0 && c->head_len + take < max) {
-        c->head_len += take;
+    x->head = grown;
+    memcpy(x->head + x->head_len, p, take);
+    hl = ws_head_len(x->head, x->head_len + take, max);
+    if (hl == 0 && x->head_len + take < max) {
+        x->head_len += take;
         return n;
     }
     if (hl <= 0) {
         conn_http_error(c, 431, "request head too large");
         return n;
     }
-    used = (size_t)hl - c->head_len;
-    conn_upgrade(c, c->head, (size_t)hl);
-    free(c->head);
-    c->head = NULL;
-    c->head_len = 0;
+    used = (size_t)hl - x->head_len;
+    conn_upgrade(c, x->head, (size_t)hl);
+    free(x->head);
+    x->head = NULL;
+    x->head_len = 0;
     return used;
 }
 
@@ -1246,15 +1315,16 @@ conn_process(struct conn *c, uint8_t *p, size_t n)
 static void
 conn_keep(struct conn *c, const uint8_t *p, size_t n)
 {
-    uint8_t *s = realloc(c->stash, c->stash_len + n);
+    struct conn_cold *x = conn_cold(c);
+    uint8_t *s = x ? realloc(x->stash, x->stash_len + n) : NULL;
 
     if (s == NULL) {
         c->want_teardown = true;
         return;
     }
-    memcpy(s + c->stash_len, p, n);
-    c->stash = s;
-    c->stash_len += n;
+    memcpy(s + x->stash_len, p, n);
+    x->stash = s;
+    x->stash_len += n;
 }
 
 static void
@@ -1283,7 +1353,7 @@ conn_read(struct conn *c)
             n = tls_read(c->tls, w->rbuf, w->rbuf_size, &want);
             if (n == -EAGAIN && want == TLS_WANT_WRITE) {
                 c->tls_read_wants_write = true;
-                ev_io_start(w->loop, &c->wio);
+                conn_want_write(c, true);
             }
             if (n < 0) {
                 errno = n == -EAGAIN ? EAGAIN : -(int)n;
@@ -1335,17 +1405,13 @@ conn_tls_handshake(struct conn *c)
     int rc = tls_handshake(c->tls, &want);
 
     if (rc == 0) {
-        if (want == TLS_WANT_WRITE) {
-            ev_io_start(c->w->loop, &c->wio);
-        } else {
-            ev_io_stop(c->w->loop, &c->wio);
-        }
+        conn_want_write(c, want == TLS_WANT_WRITE);
         return;
     }
     if (rc < 0) {
         c->w->stats->handshake_failed++;
         log_debug("event=tls_handshake_failed peer=%s error=\"%s\"",
-                  c->peer, tls_conn_error(c->tls));
+                  PEER(c), tls_conn_error(c->tls));
         if (tls_conn_is_plain_http(c->tls)) {
             static const char resp[] =
                 "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
@@ -1362,7 +1428,7 @@ conn_tls_handshake(struct conn *c)
             c->raw_drain = true;
             c->tls_handshaking = false;
             c->shut_wr = true;
-            ev_io_stop(c->w->loop, &c->wio);
+            conn_want_write(c, false);
             conn_finish(c);
             return;
         }
@@ -1370,19 +1436,15 @@ conn_tls_handshake(struct conn *c)
         return;
     }
     c->tls_handshaking = false;
-    ev_io_stop(c->w->loop, &c->wio);
-    log_debug("event=tls_ready peer=%s version=%s resumed=%d", c->peer,
+    conn_want_write(c, false);
+    log_debug("event=tls_ready peer=%s version=%s resumed=%d", PEER(c),
               tls_conn_version(c->tls), (int)tls_session_reused(c->tls));
     conn_read(c);
 }
 
 static void
-conn_on_read(struct ev_loop *loop, ev_io *io, int revents)
+conn_on_read(struct conn *c)
 {
-    struct conn *c = container_of(io, struct conn, rio);
-
-    (void)loop;
-    (void)revents;
     if (c->raw_drain) {
         for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
             ssize_t n = recv(c->fd, c->w->rbuf, c->w->rbuf_size, 0);
@@ -1409,16 +1471,31 @@ conn_on_read(struct ev_loop *loop, ev_io *io, int revents)
     conn_settle(c);
 }
 
+static void
+conn_on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = container_of(io, struct conn, io);
+
+    (void)loop;
+    if (revents & EV_WRITE) {
+        conn_on_write(c);
+        if (c->state == CONN_DEAD)
+            return;
+    }
+    if ((revents & EV_READ) && c->reading)
+        conn_on_read(c);
+}
+
 /* ---- Pending work (from the worker's idle watcher) --------------------- */
 
 static void
 conn_run_stash(struct conn *c)
 {
-    uint8_t *s = c->stash;
-    size_t n = c->stash_len, used;
+    uint8_t *s = c->x->stash;
+    size_t n = c->x->stash_len, used;
 
-    c->stash = NULL;
-    c->stash_len = 0;
+    c->x->stash = NULL;
+    c->x->stash_len = 0;
     used = conn_process(c, s, n);
     if (used < n)
         conn_keep(c, s + used, n - used);
@@ -1433,10 +1510,10 @@ conn_run_pending(struct conn *c)
     list_remove(&c->plink);
     if (c->state == CONN_DEAD)
         return;
-    if (c->stash_len > 0 && c->active && c->state != CONN_HANDSHAKE)
+    if (STASHED(c) && c->active && c->state != CONN_HANDSHAKE)
         conn_run_stash(c);
     if (c->tls != NULL && !c->tls_handshaking && c->active &&
-        c->stash_len == 0 && tls_pending(c->tls) > 0)
+        !STASHED(c) && tls_pending(c->tls) > 0)
         conn_read(c);
     /* A bounded batch; the rest waits for the next turn. */
     for (int n = 0; n < 64 && c->state == CONN_OPEN; n++) {
@@ -1446,8 +1523,8 @@ conn_run_pending(struct conn *c)
         conn_deliver_info(c, i);
         messaging_info_free(i);
     }
-    if (c->state == CONN_OPEN && (c->inbox_n > 0 ||
-                                  (c->stash_len > 0 && c->active)))
+    if (c->state == CONN_OPEN && c->x != NULL &&
+        (c->x->inbox_n > 0 || (c->x->stash_len > 0 && c->active)))
         conn_want_pending(c);
     conn_settle(c);
 }
@@ -1474,7 +1551,7 @@ conn_on_timeout(struct tnode *n, void *ctx)
                    SOCK_ERR_NONE);
         break;
     case CONN_HANDSHAKE:
-        log_debug("event=handshake_timeout peer=%s", c->peer);
+        log_debug("event=handshake_timeout peer=%s", PEER(c));
         c->want_teardown = true;
         break;
     case CONN_CLOSING:
@@ -1521,7 +1598,7 @@ op_push(sock_conn *sc, sock_opcode op, const void *data, size_t len,
     o = conn_opts(c);
     if (c->sq.bytes + len > o->send_hard_limit) {
         log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
-                 (unsigned long long)c->id, c->peer, c->sq.bytes);
+                 (unsigned long long)c->id, PEER(c), c->sq.bytes);
         conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
         return -ENOBUFS;
     }
@@ -1547,9 +1624,10 @@ op_stop(sock_conn *sc, uint16_t code, const char *reason, size_t len,
                   code and reason */
     c->stop_recorded = true;
     c->stop_code = code;
-    if (len > 0 && (c->stop_reason = malloc(len)) != NULL) {
-        memcpy(c->stop_reason, reason, len);
-        c->stop_reason_len = (uint8_t)len;
+    if (len > 0 && conn_cold(c) != NULL &&
+        (c->x->stop_reason = malloc(len)) != NULL) {
+        memcpy(c->x->stop_reason, reason, len);
+        c->x->stop_reason_len = (uint8_t)len;
     }
     if (!c->in_cb) {
         /* Outside a handler (a timer): close now, settle at the loop. */
@@ -1584,14 +1662,14 @@ op_set_active(sock_conn *sc, bool active)
         return 0;
     c->active = active;
     if (!active) {
-        ev_io_stop(c->w->loop, &c->rio);
+        conn_want_read(c, false);
         tlist_disarm(&c->tn); /* no idle timeout while paused */
         return 0;
     }
-    ev_io_start(c->w->loop, &c->rio);
+    conn_want_read(c, true);
     c->awaiting_pong = false;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
-    if (c->stash_len > 0 || (c->tls != NULL && tls_pending(c->tls) > 0))
+    if (STASHED(c) || (c->tls != NULL && tls_pending(c->tls) > 0))
         conn_want_pending(c); /* never re-entrant: delivered later */
     return 0;
 }
@@ -1631,16 +1709,26 @@ op_self(const sock_conn *sc)
     return container_of(sc, const struct conn, base)->id;
 }
 
+/* Formatted on first call and kept, so it stays valid while c is. */
 static const char *
 op_peer(const sock_conn *sc)
 {
-    return container_of(sc, const struct conn, base)->peer;
+    struct conn *c = container_of(sc, struct conn, base);
+    char buf[CONN_PEER_MAX];
+
+    if (conn_cold(c) == NULL)
+        return "";
+    if (c->x->peer == NULL)
+        c->x->peer = strdup(conn_peer_str(c, buf, sizeof(buf)));
+    return c->x->peer ? c->x->peer : "";
 }
 
 static const char *
 op_subprotocol(const sock_conn *sc)
 {
-    return container_of(sc, const struct conn, base)->subprotocol;
+    const struct conn *c = container_of(sc, const struct conn, base);
+
+    return c->x ? c->x->subprotocol : NULL;
 }
 
 static const char *

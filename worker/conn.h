@@ -10,6 +10,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "common.h"
@@ -34,13 +35,47 @@ enum rx_state {
     RX_PAYLOAD,
 };
 
+/*
+ * What most connections never need: buffers for input split across reads,
+ * close details, infos and subscriptions. Allocated on first use
+ * (conn_cold), freed with the connection, so that an idle connection costs
+ * only struct conn (DESIGN §8: memory per idle connection).
+ */
+struct conn_cold {
+    char *peer;                  /* sock_peer(), formatted on first call */
+    char *subprotocol;
+    uint8_t *ctl;                /* control payload being read */
+    uint8_t *head;               /* partial HTTP request head */
+    size_t head_len;
+    uint8_t *stash;              /* input left unprocessed while paused */
+    size_t stash_len;
+    char *peer_reason;
+    size_t peer_reason_len;
+    char *stop_reason;           /* when an app stops with one */
+    uint8_t stop_reason_len;
+
+    /* Infos waiting for delivery, and what they hang off (messaging.c). */
+    uint32_t inbox_n;
+    struct list inbox;
+    struct list timers;          /* sock_send_after */
+    struct list subs;            /* topic subscriptions */
+};
+
+/* The client's address, kept raw: formatted only when asked for. */
+union conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
 struct conn {
     struct sock_conn base;       /* ops; what the app holds */
     struct worker *w;
     int fd;
     enum conn_state state;
-    enum rx_state rx;
-    ev_io rio, wio;
+    /* One watcher: EV_READ while reading (active), EV_WRITE while the
+       socket must drain; see conn_io_update. */
+    ev_io io;
     struct tnode tn;             /* handshake, idle, ping, pong, close */
     struct list link;            /* worker->conns */
     struct list flink;           /* worker->flush */
@@ -48,66 +83,50 @@ struct conn {
     struct route_rt *route;
     sock_id id;
     void *app_state;
-    char *peer;
-    char *subprotocol;
+    struct conn_cold *x;         /* NULL until needed */
 
     /* Receive side: only a partial header is kept inline. */
     struct ws_frame f;
     uint64_t f_got;              /* payload bytes of f seen so far */
+    uint8_t *msg;                /* reassembly buffer, NULL when none */
+    size_t msg_len, msg_cap;
     uint8_t hdr[WS_MAX_HEADER];
     uint8_t hdr_len;
     uint8_t msg_op;              /* opcode of the message being assembled */
-    bool in_msg;                 /* a fragmented message is open */
-    bool discard;                /* skip this frame's payload (closing) */
+    uint8_t rx;                  /* enum rx_state */
     uint32_t utf8;
-    uint8_t *msg;                /* reassembly buffer, NULL when none */
-    size_t msg_len, msg_cap;
-    uint8_t *ctl;                /* control payload being read */
-    uint8_t *head;               /* partial HTTP request head */
-    size_t head_len;
-    uint8_t *stash;              /* input left unprocessed while paused */
-    size_t stash_len;
 
     /* Send side. */
     struct sendq sq;
 
-    /* TLS (wss://), NULL for plain TCP. */
-    struct tls_conn *tls;
+    struct tls_conn *tls;        /* wss://, NULL for plain TCP */
+    struct ws_deflate *deflate;  /* permessage-deflate, NULL unless agreed */
+
+    /* Options (the route's, overridable per connection). */
+    uint64_t max_message;
+    uint32_t idle_ms;
+
+    /* Closing. */
+    uint16_t code_sent;
+    uint16_t peer_code;
+    uint16_t stop_code;
+    uint8_t close_kind;          /* sock_close_kind */
+    uint8_t close_err;           /* sock_close_error */
+    uint8_t deflate_wbits;       /* our (server) window bits */
+
+    bool in_msg;                 /* a fragmented message is open */
+    bool discard;                /* skip this frame's payload (closing) */
+    bool reading;                /* io has EV_READ */
+    bool writing;                /* io has EV_WRITE */
     bool tls_handshaking;        /* before the HTTP request */
     bool tls_read_wants_write;   /* a read waits for the socket to drain */
     bool tls_write_wants_read;   /* a write waits for bytes from the peer */
     bool raw_drain;              /* answered in clear on a TLS port: read
                                     and drop the rest until EOF */
-
-    /* permessage-deflate (RFC 7692), NULL unless agreed. */
-    struct ws_deflate *deflate;
-    uint8_t deflate_wbits;       /* our (server) window bits */
     bool deflate_shared_ok;      /* server_no_context_takeover: frames
                                     compressed once may be shared */
     bool compress_on;            /* sock_set_compress */
     bool msg_compressed;         /* the message being read had RSV1 */
-
-    /* Options (the route's, overridable per connection). */
-    uint32_t idle_ms;
-    uint64_t max_message;
-
-    /* Infos waiting for delivery, and what they hang off. */
-    struct list inbox;
-    uint32_t inbox_n;
-    struct list timers;          /* sock_send_after */
-    struct list subs;            /* topic subscriptions */
-
-    /* Closing. */
-    sock_close_kind close_kind;
-    sock_close_error close_err;
-    uint16_t code_sent;
-    uint16_t peer_code;
-    char *peer_reason;
-    size_t peer_reason_len;
-    uint16_t stop_code;
-    uint8_t stop_reason_len;
-    char *stop_reason;           /* malloc'd when an app stops with one */
-
     bool stop_recorded;
     bool in_cb;
     bool inited;
@@ -116,6 +135,8 @@ struct conn {
     bool awaiting_pong;
     bool shut_wr;
     bool want_teardown;
+
+    union conn_addr addr;        /* the peer */
 };
 
 struct tls_ctx;
@@ -140,6 +161,12 @@ void conn_on_timeout(struct tnode *n, void *ctx);
 void conn_info_arrived(struct conn *c);
 /* The inbox overflowed under the close policy: 1008. */
 void conn_fail_inbox(struct conn *c);
+/* c's cold part, allocated if need be; NULL when out of memory. */
+struct conn_cold *conn_cold(struct conn *c);
+/* "ADDR:PORT" ("[v6]:PORT") of the peer into buf, for logs. */
+const char *conn_peer_str(const struct conn *c, char *buf, size_t size);
+#define CONN_PEER_MAX 56
+
 /* True while callbacks may run and pushes are accepted. */
 static inline bool
 conn_is_open(const struct conn *c)

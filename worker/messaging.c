@@ -103,11 +103,14 @@ int
 messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
                   sock_id from, sock_buf *topic, sock_buf *data)
 {
+    struct conn_cold *x;
     struct info *i;
 
     if (c->state != CONN_OPEN)
         return -EPIPE;
-    if (c->inbox_n >= c->route->cfg->opts.max_info_queue) {
+    if ((x = conn_cold(c)) == NULL)
+        return -ENOMEM;
+    if (x->inbox_n >= c->route->cfg->opts.max_info_queue) {
         c->w->stats->infos_dropped++;
         if (c->route->cfg->opts.info_overflow_close)
             conn_fail_inbox(c);
@@ -121,8 +124,8 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
     i->from = from;
     i->topic = topic ? sock_buf_ref(topic) : NULL;
     i->data = data ? sock_buf_ref(data) : NULL;
-    list_insert_tail(&c->inbox, &i->link);
-    c->inbox_n++;
+    list_insert_tail(&x->inbox, &i->link);
+    x->inbox_n++;
     conn_info_arrived(c);
     return 0;
 }
@@ -130,11 +133,14 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
 struct info *
 messaging_pop(struct conn *c)
 {
-    struct info *i = list_first(&c->inbox, struct info, link);
+    struct info *i;
 
+    if (c->x == NULL)
+        return NULL;
+    i = list_first(&c->x->inbox, struct info, link);
     if (i != NULL) {
         list_remove(&i->link);
-        c->inbox_n--;
+        c->x->inbox_n--;
     }
     return i;
 }
@@ -256,7 +262,9 @@ sub_find(struct conn *c, const char *topic)
 {
     struct list *l;
 
-    for (l = c->subs.next; l != &c->subs; l = l->next) {
+    if (c->x == NULL)
+        return NULL;
+    for (l = c->x->subs.next; l != &c->x->subs; l = l->next) {
         struct sub *s = container_of(l, struct sub, clink);
 
         if (strcmp((const char *)s->t->name->data, topic) == 0)
@@ -279,6 +287,8 @@ messaging_subscribe(struct conn *c, const char *topic, bool on)
     }
     if (s != NULL)
         return 0;
+    if (conn_cold(c) == NULL)
+        return -ENOMEM;
     t = topic_get(ts, topic, true);
     s = t ? malloc(sizeof(*s)) : NULL;
     if (s == NULL) {
@@ -289,7 +299,7 @@ messaging_subscribe(struct conn *c, const char *topic, bool on)
     s->t = t;
     s->c = c;
     list_insert_tail(&t->subs, &s->tlink);
-    list_insert_tail(&c->subs, &s->clink);
+    list_insert_tail(&c->x->subs, &s->clink);
     t->n_subs++;
     return 0;
 }
@@ -321,9 +331,9 @@ int
 messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
                      const void *data, size_t len)
 {
-    struct ctimer *t = malloc(sizeof(*t));
+    struct ctimer *t;
 
-    if (t == NULL)
+    if (conn_cold(c) == NULL || (t = malloc(sizeof(*t))) == NULL)
         return -ENOMEM;
     t->data = sock_buf_new(data, len);
     if (t->data == NULL) {
@@ -332,7 +342,7 @@ messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
     }
     t->c = c;
     t->type = type;
-    list_insert_tail(&c->timers, &t->link);
+    list_insert_tail(&c->x->timers, &t->link);
     ev_timer_init(&t->timer, ctimer_fired, ms / 1000.0, 0.);
     ev_timer_start(c->w->loop, &t->timer);
     return 0;
@@ -341,15 +351,18 @@ messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
 void
 messaging_conn_cleanup(struct conn *c)
 {
+    struct conn_cold *x = c->x;
     struct info *i;
 
+    if (x == NULL)
+        return;
     while ((i = messaging_pop(c)) != NULL)
         messaging_info_free(i);
-    while (!list_empty(&c->timers))
-        ctimer_free(c->w, container_of(c->timers.next, struct ctimer, link));
-    while (!list_empty(&c->subs))
+    while (!list_empty(&x->timers))
+        ctimer_free(c->w, container_of(x->timers.next, struct ctimer, link));
+    while (!list_empty(&x->subs))
         sub_remove(c->w->topics,
-                   container_of(c->subs.next, struct sub, clink));
+                   container_of(x->subs.next, struct sub, clink));
 }
 
 /* ---- Host calls -------------------------------------------------------- */

@@ -27,6 +27,7 @@
 #include "tls.h"
 #include "wctl.h"
 #include "ws_deflate.h"
+#include "ws_handshake.h"
 
 #define WORKER_RBUF_SIZE (256 * 1024)
 #define WORKER_ACCEPTS_PER_WAKEUP 64
@@ -184,6 +185,20 @@ worker_load_apps(struct worker *w, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * RFC 6455 §1.3's accept-key example, computed before the first client:
+ * proof that SHA-1 and base64 work, and it pages libcrypto's code in now
+ * (about 1.4 MB of RSS per worker), not during the first handshake.
+ */
+static bool
+worker_self_test(void)
+{
+    char accept[29];
+
+    ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", accept);
+    return strcmp(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0;
+}
+
 struct worker *
 worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
            uint8_t generation, uint8_t slot, char *err, size_t errlen)
@@ -220,6 +235,10 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     w->listeners = calloc(cfg->n_listeners + 1, sizeof(*w->listeners));
     if (w->rbuf == NULL || w->timers == NULL || w->listeners == NULL) {
         snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!worker_self_test()) {
+        snprintf(err, errlen, "SHA-1 self-test failed (libcrypto)");
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
