@@ -520,12 +520,40 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
         return n;
     }
     do {
-        n = writev(c->fd, iov, iovcnt);
+        /* send(2) skips writev's iovec import: most flushes are one
+           contiguous chunk. */
+        n = iovcnt == 1 ? send(c->fd, iov[0].iov_base, iov[0].iov_len,
+                               MSG_NOSIGNAL)
+                        : writev(c->fd, iov, iovcnt);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     c->w->stats->bytes_out += (uint64_t)n;
     return n;
+}
+
+/*
+ * Writes bytes at once when nothing is queued ahead of them (the 101):
+ * no send chunk per handshake, and no wait for the end of the iteration.
+ * What the socket does not take, or an error, goes through the queue,
+ * where conn_flush deals with it as with any other write.
+ */
+static int
+conn_send_now(struct conn *c, const void *p, size_t len)
+{
+    struct iovec iov = { (void *)p, len };
+    ssize_t n = 0;
+
+    if (c->sq.bytes == 0 && !c->writing) {
+        n = conn_writev(c, &iov, 1);
+        if (n < 0)
+            n = 0;
+        if ((size_t)n == len)
+            return 0;
+    }
+    conn_want_flush(c);
+    return sendq_append(&c->sq, NULL, 0, (const uint8_t *)p + n,
+                        len - (size_t)n);
 }
 
 static void
@@ -1136,9 +1164,8 @@ conn_open(struct conn *c, const struct sock_request *r,
         conn_http_error(c, 500, NULL);
         return;
     }
-    sendq_append(&c->sq, NULL, 0, resp, len);
+    conn_send_now(c, resp, len);
     free(resp);
-    conn_want_flush(c);
     c->idle_ms = u->has_idle_timeout ? u->idle_timeout_ms : o->idle_timeout_ms;
     c->max_message = u->has_max_message_size ? u->max_message_size
                                              : o->max_message_size;

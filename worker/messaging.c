@@ -99,6 +99,12 @@ current_id(struct worker *w)
 
 /* ---- Inbox ------------------------------------------------------------- */
 
+/* Infos kept for reuse: a publish to N local subscribers makes N at once
+   and frees them as they are delivered, one loop iteration later. */
+#define INFO_SPARES 1024
+static struct info *info_spare[INFO_SPARES];
+static unsigned n_info_spare;
+
 int
 messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
                   sock_id from, sock_buf *topic, sock_buf *data)
@@ -116,7 +122,7 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
             conn_fail_inbox(c);
         return -ENOBUFS;
     }
-    i = malloc(sizeof(*i));
+    i = n_info_spare > 0 ? info_spare[--n_info_spare] : malloc(sizeof(*i));
     if (i == NULL)
         return -ENOMEM;
     i->kind = kind;
@@ -150,7 +156,10 @@ messaging_info_free(struct info *i)
 {
     sock_buf_unref(i->topic);
     sock_buf_unref(i->data);
-    free(i);
+    if (n_info_spare < INFO_SPARES)
+        info_spare[n_info_spare++] = i;
+    else
+        free(i);
 }
 
 /* ---- Topics ------------------------------------------------------------ */
