@@ -813,8 +813,7 @@ ws_deflate_shared_compress(struct ws_deflate_shared *s, const uint8_t *in,
     if (len == 0)
         return append_empty(out);
     rc = deflate_message(s->z, in, len, out);
-    if (rc == 0)
-        deflateReset(s->z);
+    deflateReset(s->z); /* after a failure too: the next message is new */
     return rc;
 }
 

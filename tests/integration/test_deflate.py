@@ -29,7 +29,10 @@ NODE_DIR = os.path.join(SOURCE, "tests", "node")
 ROUTES = ("[route /z]\napp = echo\ncompress = on\n"
           "max_message_size = 16MiB\nsend_hard_limit = 64MiB\n"
           "[route /bc]\napp = {build}/probe.so\ncompress = on\n"
-          "compress_threshold = 0\nserver_no_context_takeover = on\n")
+          "compress_threshold = 0\nserver_no_context_takeover = on\n"
+          "[route /zn]\napp = echo\ncompress = on\n"
+          "server_no_context_takeover = on\nmax_message_size = 16MiB\n"
+          "send_hard_limit = 64MiB\n")
 
 
 WORDS = ("sock", "deflate", "frame", "window", "é", "context", "zlib",
@@ -73,6 +76,30 @@ class Python(SockdTestCase):
                             await ws.send([msg[:third], msg[third:2 * third],
                                            msg[2 * third:]])
                             self.assertEqual(await ws.recv(), msg)
+        asyncio.run(asyncio.wait_for(run(), 120))
+
+    def test_interleaved_without_context_takeover(self):
+        """Under server_no_context_takeover the worker compresses every
+        connection's messages with one shared stream: messages of several
+        connections, interleaved, must each come back intact."""
+        async def run():
+            url = self.server.url("/zn")
+            conns = [await websockets.connect(url, max_size=None,
+                                              compression="deflate")
+                     for _ in range(3)]
+            try:
+                for ws in conns:
+                    ext = ws.extensions[0]
+                    self.assertTrue(ext.remote_no_context_takeover)
+                for text, data in payloads():
+                    for k, ws in enumerate(conns):
+                        await ws.send(text if k % 2 == 0 else data)
+                    for k, ws in enumerate(conns):
+                        self.assertEqual(await ws.recv(),
+                                         text if k % 2 == 0 else data)
+            finally:
+                for ws in conns:
+                    await ws.close()
         asyncio.run(asyncio.wait_for(run(), 120))
 
     def test_uncompressed_client_on_compress_route(self):
