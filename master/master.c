@@ -431,6 +431,7 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
     log_set_role("worker", slot);
+    log_set_level(g->cfg->server.log_level); /* its generation's config */
     loop = ev_default_loop(EVFLAG_AUTO);
     w = loop ? worker_new(loop, g->cfg, keep, g->id, (uint8_t)slot, err,
                           sizeof(err))
@@ -794,6 +795,7 @@ gen_ready_check(struct master *m, struct generation *g)
     if (m->active != NULL)
         gen_start_drain(m, m->active);
     m->active = g;
+    log_set_level(g->cfg->server.log_level); /* a reload may change it */
     listens_prune(m);
     log_info("event=ready generation=%u workers=%d", g->id, g->ready);
     notify_send("READY=1\nMAINPID=%d\nSTATUS=generation %u, %d workers "

@@ -413,6 +413,34 @@ class Listeners(MasterTestCase):
         with self.assertRaises(ConnectionRefusedError):
             probe_id(port2)
 
+    def test_reload_changes_log_level(self):
+        """log_level follows the configuration a reload loads: the new
+        generation's workers and the master log at the new level."""
+        srv = self.start_master(workers=2)
+        self.assertIn("log_level = info\n", srv.conf_text)
+        mark = srv.mark()
+        probe_id(srv.port)
+        debug = re.compile(r"(?m)^<7>worker pid=\d+ slot=\d+ event=close ")
+        time.sleep(0.3)
+        self.assertIsNone(debug.search(srv.log_since(mark)),
+                          "a debug line at log_level = info")
+        srv.write_config(srv.conf_text.replace("log_level = info",
+                                               "log_level = debug"))
+        r = srv.ctl("reload")
+        self.assertEqual(r.rc, 0, r.err)
+        mark = srv.mark()
+        self.assertEqual(id_generation(probe_id(srv.port)), 2)
+        wait_until(lambda: debug.search(srv.log_since(mark)), 5,
+                   what="a worker's debug line after the reload")
+        srv.write_config(srv.conf_text)
+        r = srv.ctl("reload")
+        self.assertEqual(r.rc, 0, r.err)
+        mark = srv.mark()
+        self.assertEqual(id_generation(probe_id(srv.port)), 3)
+        time.sleep(0.3)
+        self.assertIsNone(debug.search(srv.log_since(mark)),
+                          "a debug line after reloading log_level = info")
+
 
 BAD_LINE = 2   # the line of "no_such_key" in the bad config
 
