@@ -21,6 +21,9 @@
    the worker in malloc). At most 512 KiB stay. The process is
    single-threaded (one worker). */
 #define SENDQ_SPARES 512
+/* And packing chunks: a flush of a few 512-byte echoes opens one. At most
+   32 (512 KiB) stay. */
+#define SENDQ_BIG_SPARES 32
 
 struct sendq_seg {
     struct sendq_seg *next;
@@ -33,6 +36,8 @@ struct sendq_seg {
 
 static struct sendq_seg *spare[SENDQ_SPARES];
 static unsigned n_spare;
+static struct sendq_seg *big_spare[SENDQ_BIG_SPARES];
+static unsigned n_big_spare;
 
 void
 sendq_init(struct sendq *q)
@@ -47,6 +52,11 @@ seg_free(struct sendq_seg *s)
     if (s->buf == NULL && s->cap == SENDQ_FIRST_CHUNK &&
         n_spare < SENDQ_SPARES) {
         spare[n_spare++] = s;
+        return;
+    }
+    if (s->buf == NULL && s->cap == SENDQ_CHUNK &&
+        n_big_spare < SENDQ_BIG_SPARES) {
+        big_spare[n_big_spare++] = s;
         return;
     }
     sock_buf_unref(s->buf);
@@ -83,6 +93,8 @@ seg_new(size_t cap)
 
     if (cap == SENDQ_FIRST_CHUNK && n_spare > 0)
         s = spare[--n_spare];
+    else if (cap == SENDQ_CHUNK && n_big_spare > 0)
+        s = big_spare[--n_big_spare];
     else
         s = malloc(sizeof(*s) + cap);
 
