@@ -321,6 +321,11 @@ ctx_create(struct tls_ctx *t)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                      SSL_MODE_RELEASE_BUFFERS);
+    /* One read(2) takes what the socket has, not a record header and
+       then its body: 1 read per small message instead of 3 (echo of
+       32 B, perf stat). Bytes read ahead hide from epoll: tls_pending
+       counts them. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Stateless tickets only: no per-worker cache to miss in. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (t == NULL)
@@ -802,6 +807,10 @@ tls_read(struct tls_conn *c, void *buf, size_t len, int *want)
             return fail(c, -EPROTO, "renegotiation refused");
         if (r == 1) {
             got += n;
+            /* Nothing buffered: the socket has no more either, most
+               likely, and level-triggered epoll tells if it does. */
+            if (!SSL_has_pending(c->ssl))
+                break;
             continue;
         }
         rc = io_result(c, r, errno, want);
@@ -951,7 +960,9 @@ tls_pending(const struct tls_conn *c)
 {
     int n = SSL_pending(c->ssl);
 
-    return n > 0 ? (size_t)n : 0;
+    if (n > 0)
+        return (size_t)n;
+    return SSL_has_pending(c->ssl) ? 1 : 0;
 }
 
 int

@@ -145,9 +145,10 @@ bool tls_conn_is_plain_http(const struct tls_conn *c);
 /* "TLSv1.3", "TLSv1.2": for logs. */
 const char *tls_conn_version(const struct tls_conn *c);
 /*
- * Decrypted bytes buffered inside OpenSSL. The fd does not become readable
- * for them: a caller that stops reading with this non-zero must come back
- * without waiting for EV_READ (read-ahead is off, so nothing else hides).
+ * Non-zero while OpenSSL holds input: decrypted bytes (their count), or
+ * bytes read ahead and not yet decrypted (1). The fd does not become
+ * readable for them: a caller that stops reading with this non-zero must
+ * come back without waiting for EV_READ.
  */
 size_t tls_pending(const struct tls_conn *c);
 

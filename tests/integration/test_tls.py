@@ -181,6 +181,19 @@ class Echo(TLSServer):
                 self.assertEqual(exts, ["PerMessageDeflate"] if comp
                                  else [])
 
+    def test_pipelined_records(self):
+        """Thousands of small TLS records in a burst, one frame each: with
+        read-ahead OpenSSL takes many at once from the socket, and what it
+        holds is invisible to epoll. Every message must come back, in
+        order, without the client sending anything more."""
+        c = self.tls()
+        n = 20000
+        for i in range(n):
+            c.send_text("m%d" % i)    # one TLS record per frame
+        for i in range(n):
+            op, payload = c.recv_message(20)
+            self.assertEqual(payload, b"m%d" % i)
+
     def test_python_refuses_server_without_the_ca(self):
         # The system store does not know our CA: verification must fail.
         ctx = ssl.create_default_context()
