@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "redis_wire.h"
 
 #define KIB 1024ULL
 #define MIB (1024ULL * KIB)
@@ -1419,6 +1420,8 @@ static void
 finish_admin_redis(struct parser *p)
 {
     struct config *c = p->cfg;
+    char host[REDIS_WIRE_HOST_MAX];
+    int port;
 
     if (c->admin.line != 0 && c->admin.listen == NULL)
         report(p, c->admin.line, "[admin] needs listen = ADDRESS:PORT");
@@ -1435,6 +1438,16 @@ finish_admin_redis(struct parser *p)
                    "address", c->admin.listen);
     if (c->redis.line != 0 && c->redis.address == NULL)
         report(p, c->redis.line, "[redis] needs address = HOST:PORT");
+    if (c->redis.address != NULL &&
+        redis_wire_parse_address(c->redis.address, host, sizeof(host),
+                                 &port) != 0)
+        report(p, p->redis_seen.line[key_index("address", SC_REDIS)],
+               "bad [redis] address '%s': expected HOST:PORT or "
+               "[IPV6]:PORT", c->redis.address);
+    if (c->redis.prefix != NULL &&
+        strlen(c->redis.prefix) > REDIS_WIRE_PREFIX_MAX)
+        report(p, p->redis_seen.line[key_index("prefix", SC_REDIS)],
+               "[redis] prefix is over %d bytes", REDIS_WIRE_PREFIX_MAX);
     if (c->redis.address != NULL && c->redis.prefix == NULL)
         c->redis.prefix = strdup("sock:");
 }

@@ -144,6 +144,31 @@ metric(char *buf, size_t size, size_t off, const char *name,
     return n < 0 ? off : off + (size_t)n;
 }
 
+/* The bridge between machines (DESIGN §5.3), when [redis] is set. */
+static size_t
+admin_metrics_redis(char *buf, size_t size, size_t o,
+                    const struct redis_stats *r)
+{
+    o = metric(buf, size, o, "sock_redis_connected", "gauge",
+               "Workers whose Redis bridge is up.", r->connected);
+    o = metric(buf, size, o, "sock_redis_connects_total", "counter",
+               "Times a worker's Redis bridge came up.", r->connects);
+    o = metric(buf, size, o, "sock_redis_published_total", "counter",
+               "Messages published to Redis for other machines.",
+               r->published);
+    o = metric(buf, size, o, "sock_redis_received_total", "counter",
+               "Messages from other machines delivered.", r->received);
+    o = metric(buf, size, o, "sock_redis_dropped_total", "counter",
+               "Messages for other machines dropped: bridge down or "
+               "over its cap.", r->dropped);
+    o = metric(buf, size, o, "sock_redis_malformed_total", "counter",
+               "Messages from Redis rejected as malformed.", r->malformed);
+    o = metric(buf, size, o, "sock_redis_unrouted_total", "counter",
+               "Directed messages no worker of another machine took.",
+               r->unrouted);
+    return o;
+}
+
 static void
 admin_metrics(struct admin_conn *a)
 {
@@ -161,6 +186,7 @@ admin_metrics(struct admin_conn *a)
         workers += s->pid != 0; /* not the retired counters */
         worker_stats_add(&sum, s);
         sum.open += s->open;
+        sum.redis.connected += s->redis.connected;
     }
     o = metric(buf, sizeof(buf), o, "sock_workers", "gauge",
                "Workers whose counters are summed here.", workers);
@@ -201,6 +227,8 @@ admin_metrics(struct admin_conn *a)
                "Bytes given to the compressor.", sum.deflate_in);
     o = metric(buf, sizeof(buf), o, "sock_deflate_bytes_out_total",
                "counter", "Compressed bytes it made.", sum.deflate_out);
+    if (w->cfg->redis.address != NULL)
+        o = admin_metrics_redis(buf, sizeof(buf), o, &sum.redis);
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,
                 MIN(o, sizeof(buf)));
 }

@@ -5,7 +5,10 @@
  * is copied once into a shared buffer and referenced by every recipient.
  * Ids of other workers and generations of this machine go over the bus
  * (ipc/): one hop to the owning worker; topics and broadcasts go once to
- * every worker, which fans out to its own connections.
+ * every worker, which fans out to its own connections. With [redis],
+ * what starts here also goes once to the other machines (ipc/redis.c),
+ * and the first and last local subscriber of a topic (un)subscribe its
+ * channel; what comes from there is delivered like bus messages.
  */
 #include "messaging.h"
 
@@ -16,6 +19,7 @@
 #include "bus.h"
 #include "conn.h"
 #include "log.h"
+#include "redis.h"
 #include "worker.h"
 
 struct topic {
@@ -258,10 +262,13 @@ static void
 sub_remove(struct topics *ts, struct sub *s)
 {
     struct topic *t = s->t;
+    struct worker *w = s->c->w;
 
     list_remove(&s->tlink);
     list_remove(&s->clink);
     t->n_subs--;
+    if (t->n_subs == 0 && w->redis != NULL)
+        redis_subscribe(w->redis, (const char *)t->name->data, false);
     free(s);
     topic_drop_if_empty(ts, t);
 }
@@ -310,6 +317,8 @@ messaging_subscribe(struct conn *c, const char *topic, bool on)
     list_insert_tail(&t->subs, &s->tlink);
     list_insert_tail(&c->x->subs, &s->clink);
     t->n_subs++;
+    if (t->n_subs == 1 && c->w->redis != NULL)
+        redis_subscribe(c->w->redis, topic, true);
     return 0;
 }
 
@@ -438,6 +447,25 @@ bus_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
     return rc;
 }
 
+/* Once to the other machines, from the worker where it started. Drops
+   are counted by the bridge. */
+static int
+redis_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
+          sock_id from, const char *topic, const void *data, size_t len)
+{
+    struct bus_msg m = {
+        .type = type, .to = to, .from = from, .app_type = app_type,
+        .topic = topic, .topic_len = topic ? (uint16_t)strlen(topic) : 0,
+        .data = data, .len = (uint32_t)len,
+    };
+
+    if (w->redis == NULL)
+        return -ENOTCONN;
+    if (len > UINT32_MAX)
+        return -EMSGSIZE;
+    return redis_publish(w->redis, &m);
+}
+
 /* A message from another worker of this machine. */
 void
 messaging_bus_deliver(void *ctx, const struct bus_msg *m)
@@ -472,9 +500,13 @@ host_send_info(void *host, sock_id to, uint32_t type, const void *data,
     w->stats->infos_sent++;
     if (id_is_local(w, to))
         return send_local(w, to, type, current_id(w), data, len);
-    if (SOCK_ID_NODE(to) != w->node || to == 0) {
-        w->stats->infos_stale++; /* other machines: the Redis bridge */
+    if (to == 0 || (SOCK_ID_NODE(to) != w->node && w->redis == NULL)) {
+        w->stats->infos_stale++;
         return 0;
+    }
+    if (SOCK_ID_NODE(to) != w->node) {
+        rc = redis_out(w, BUS_SEND, to, type, current_id(w), NULL, data, len);
+        return rc == -ENOMEM || rc == -EMSGSIZE ? rc : 0;
     }
     rc = bus_out(w, BUS_SEND, to, type, current_id(w), NULL, data, len);
     if (rc == -ENOENT)
@@ -491,6 +523,7 @@ host_publish(void *host, const char *topic, uint32_t type, const void *data,
     int rc = publish_local(w, topic, type, from, data, len);
 
     bus_out(w, BUS_PUBLISH, 0, type, from, topic, data, len);
+    redis_out(w, BUS_PUBLISH, 0, type, from, topic, data, len);
     return rc;
 }
 
@@ -502,6 +535,7 @@ host_broadcast(void *host, uint32_t type, const void *data, size_t len)
     int rc = broadcast_local(w, type, from, data, len);
 
     bus_out(w, BUS_BROADCAST, 0, type, from, NULL, data, len);
+    redis_out(w, BUS_BROADCAST, 0, type, from, NULL, data, len);
     return rc;
 }
 

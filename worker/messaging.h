@@ -3,7 +3,8 @@
  * each connection's bounded inbox, topics, broadcast, sock_send_after
  * timers, and the process-wide host calls of sock.h. Delivery always
  * happens from the worker's idle watcher, never inside another callback.
- * Messages for other workers go to the bus (ipc/) once it exists.
+ * Messages for other workers go to the bus, for other machines to the
+ * Redis bridge (ipc/).
  */
 #ifndef SOCK_MESSAGING_H
 #define SOCK_MESSAGING_H
@@ -49,8 +50,9 @@ int messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
 void messaging_conn_cleanup(struct conn *c);
 
 struct bus_msg;
-/* The bus's deliver callback: a message from another worker (ctx: the
-   worker). */
+/* The bus's and the Redis bridge's deliver callback: a message from
+   another worker or machine, for this worker's own connections only
+   (ctx: the worker). */
 void messaging_bus_deliver(void *ctx, const struct bus_msg *m);
 
 /* The connection whose callback is running, for the "from" of infos. */

@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
+#include "redis.h"
 #include "tls.h"
 #include "wctl.h"
 #include "ws_deflate.h"
@@ -293,6 +294,12 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->deflate_shared += s->deflate_shared;
     sum->deflate_in += s->deflate_in;
     sum->deflate_out += s->deflate_out;
+    sum->redis.published += s->redis.published;
+    sum->redis.received += s->redis.received;
+    sum->redis.dropped += s->redis.dropped;
+    sum->redis.malformed += s->redis.malformed;
+    sum->redis.unrouted += s->redis.unrouted;
+    sum->redis.connects += s->redis.connects;
 }
 
 void
@@ -310,6 +317,9 @@ worker_free(struct worker *w)
 {
     if (w == NULL)
         return;
+    /* First, so closing connections sends no UNSUBSCRIBE to Redis. */
+    redis_free(w->redis);
+    w->redis = NULL;
     while (!list_empty(&w->conns))
         conn_abort(container_of(w->conns.next, struct conn, link));
     while (!list_empty(&w->dead)) {
@@ -553,6 +563,27 @@ worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
                     w->cfg->server.shutdown_timeout_ms);
 }
 
+/*
+ * The bridge to other machines (DESIGN §5.3), once the loop, the apps
+ * and the final stats slot exist (§4.4). Without it the worker still
+ * serves its own machine, so a failure is logged, not fatal.
+ */
+static void
+worker_start_redis(struct worker *w)
+{
+    static const struct redis_ops ops = { .deliver = messaging_bus_deliver };
+    const struct redis_cfg *rc = &w->cfg->redis;
+    char err[256];
+
+    if (rc->address == NULL || w->redis != NULL)
+        return;
+    w->redis = redis_new(w->loop, rc->address, rc->prefix, w->node,
+                         w->generation, w->slot, &ops, w, &w->stats->redis,
+                         err, sizeof(err));
+    if (w->redis == NULL)
+        log_err("event=redis_failed error=\"%s\"", err);
+}
+
 void
 worker_start(struct worker *w)
 {
@@ -564,6 +595,7 @@ worker_start(struct worker *w)
         sigs[i]->data = w;
         ev_signal_start(w->loop, sigs[i]);
     }
+    worker_start_redis(w);
     worker_accepting(w, true);
 }
 

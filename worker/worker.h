@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "idmap.h"
+#include "redis.h"
 #include "settings.h"
 #include "sock.h"
 #include "tlist.h"
@@ -50,6 +51,7 @@ struct worker_stats {
     uint64_t open, draining;      /* gauges: open WebSocket connections */
     uint64_t deflate_msgs, deflate_in, deflate_out; /* compressed by us */
     uint64_t deflate_shared;      /* of those, compressed once and shared */
+    struct redis_stats redis;     /* the bridge between machines */
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
 };
@@ -71,6 +73,7 @@ struct worker {
     struct tlist_set *timers;
     struct topics *topics;
     struct bus *bus;          /* to the other workers; NULL with workers = 0 */
+    struct redis *redis;      /* to other machines; NULL without [redis] */
     struct list conns;        /* every live connection */
     struct list flush;        /* connections with output to write */
     struct list pending;      /* connections with infos or stashed input */
@@ -145,7 +148,9 @@ void worker_stats_add(struct worker_stats *sum, const struct worker_stats *s);
 /* Moves w's counters to all[mine] of a shared page of n slots. */
 void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
                         size_t mine);
-/* Starts accepting and handling signals (TERM/QUIT graceful, INT fast). */
+/* Starts accepting and handling signals (TERM/QUIT graceful, INT fast),
+   and with [redis] the bridge between machines, whose counters go to
+   w->stats as it is then. */
 void worker_start(struct worker *w);
 /* Stops accepting on every listener (for good, or until resumed). */
 void worker_stop_accepting(struct worker *w);
