@@ -425,15 +425,25 @@ peer_key_of(sock_id id)
     return (uint32_t)SOCK_ID_GENERATION(id) << 8 | SOCK_ID_SLOT(id);
 }
 
-static int
-bus_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
-        sock_id from, const char *topic, const void *data, size_t len)
+/* A host call as the bus and the Redis bridge carry it. */
+static struct bus_msg
+msg_of(uint8_t type, sock_id to, uint32_t app_type, sock_id from,
+       const char *topic, const void *data, size_t len)
 {
     struct bus_msg m = {
         .type = type, .to = to, .from = from, .app_type = app_type,
         .topic = topic, .topic_len = topic ? (uint16_t)strlen(topic) : 0,
         .data = data, .len = (uint32_t)len,
     };
+
+    return m;
+}
+
+static int
+bus_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
+        sock_id from, const char *topic, const void *data, size_t len)
+{
+    struct bus_msg m = msg_of(type, to, app_type, from, topic, data, len);
     int rc;
 
     if (w->bus == NULL)
@@ -453,11 +463,7 @@ static int
 redis_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
           sock_id from, const char *topic, const void *data, size_t len)
 {
-    struct bus_msg m = {
-        .type = type, .to = to, .from = from, .app_type = app_type,
-        .topic = topic, .topic_len = topic ? (uint16_t)strlen(topic) : 0,
-        .data = data, .len = (uint32_t)len,
-    };
+    struct bus_msg m = msg_of(type, to, app_type, from, topic, data, len);
 
     if (w->redis == NULL)
         return -ENOTCONN;
