@@ -949,6 +949,58 @@ START_TEST(test_client_no_context_takeover)
 }
 END_TEST
 
+/* Forward: the bomb builder is with the limit tests below. */
+static void build_bomb(struct ws_dbuf *b, size_t mib);
+
+/*
+ * Without client context a whole message borrows the process's inflate
+ * stream: no stream of the connection's own stays behind, a bomb on one
+ * connection leaves the shared stream clean for the next, and a message
+ * split over calls still gets a stream of its own.
+ */
+START_TEST(test_inflate_borrowed)
+{
+    struct ws_deflate_params p = defaults;
+    struct ws_deflate *a, *b;
+    struct ws_dbuf bomb = { 0 }, out = { 0 };
+
+    p.client_no_context_takeover = true;
+    a = ws_deflate_new(&p, 1, 8);
+    b = ws_deflate_new(&p, 1, 8);
+    for (int i = 0; i < 3; i++) {
+        assert_inflate(a, hello_deflated, sizeof(hello_deflated), "Hello");
+        assert_inflate(b, hello_deflated, sizeof(hello_deflated), "Hello");
+        ck_assert_uint_eq(ws_deflate_memory(a), 0);
+        ck_assert_uint_eq(ws_deflate_memory(b), 0);
+    }
+    build_bomb(&bomb, 16);
+    ck_assert_int_eq(ws_deflate_inflate(a, bomb.p, bomb.len, true, &out,
+                                        1 * MiB, 25), -EMSGSIZE);
+    ck_assert_uint_le(out.len, 1 * MiB + 16 * KiB + 1);
+    /* The stream the bomb used was reset for b; a's error is sticky. */
+    assert_inflate(b, hello_deflated, sizeof(hello_deflated), "Hello");
+    out.len = 0;
+    ck_assert_int_eq(ws_deflate_inflate(a, hello_deflated,
+                                        sizeof(hello_deflated), true, &out,
+                                        1 * MiB, 25), -EMSGSIZE);
+    /* Split over two calls: b's own stream, kept between messages. */
+    out.len = 0;
+    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated, 3, false, &out,
+                                        1 * MiB, 25), 0);
+    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated + 3,
+                                        sizeof(hello_deflated) - 3, true,
+                                        &out, 1 * MiB, 25), 0);
+    ck_assert_uint_eq(out.len, 5);
+    ck_assert_mem_eq(out.p, "Hello", 5);
+    ck_assert_uint_gt(ws_deflate_memory(b), 0);
+    assert_inflate(b, hello_deflated, sizeof(hello_deflated), "Hello");
+    ws_deflate_free(a);
+    ws_deflate_free(b);
+    dbuf_free(&bomb);
+    dbuf_free(&out);
+}
+END_TEST
+
 /* ---- Limits -------------------------------------------------------------- */
 
 /* n zero bytes deflated: about 1/1000 of n. */
@@ -1416,6 +1468,7 @@ ws_deflate_suite(void)
     tcase_add_test(win, test_window8_offer);
     tcase_add_test(win, test_client_window_enforced);
     tcase_add_test(win, test_client_no_context_takeover);
+    tcase_add_test(win, test_inflate_borrowed);
     suite_add_tcase(s, win);
 
     tcase_add_test(lim, test_bomb);

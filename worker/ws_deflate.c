@@ -753,13 +753,70 @@ rx_finish(struct ws_deflate *d, struct ws_dbuf *out, uint64_t max_out,
     return 0;
 }
 
+/*
+ * Under client_no_context_takeover a message that arrives whole needs no
+ * stream of its own: it borrows the process's stream for its window size
+ * and leaves it reset. Connections then hold no inflate state (about 40
+ * KiB each) between messages, and the one stream in use stays in the
+ * cache. A worker is one thread; the streams live as long as it does.
+ */
+static z_stream *rx_pool[16]; /* by window bits, 8..15 */
+static size_t rx_pool_mem;
+
+static z_stream *
+rx_pool_get(int window_bits)
+{
+    z_stream *z = rx_pool[window_bits];
+
+    if (z != NULL)
+        return z;
+    z = zstream_new(&rx_pool_mem);
+    if (z == NULL)
+        return NULL;
+    if (inflateInit2(z, -window_bits) != Z_OK) {
+        zcount_free(&rx_pool_mem, z);
+        return NULL;
+    }
+    rx_pool[window_bits] = z;
+    return z;
+}
+
+/* A whole message with the borrowed stream z; z is left reset. */
+static int
+inflate_borrowed(struct ws_deflate *d, z_stream *z, const uint8_t *in,
+                 size_t len, struct ws_dbuf *out, uint64_t max_out,
+                 uint32_t ratio)
+{
+    int rc;
+
+    d->rx = z;
+    d->rx_in = len;
+    rc = inflate_bytes(d, in, len, out, max_out, ratio);
+    if (rc == 0)
+        rc = rx_finish(d, out, max_out, ratio); /* resets z */
+    else
+        inflateReset(z);
+    d->rx = NULL;
+    d->rx_in = d->rx_out = 0;
+    d->rx_state = RX_IDLE;
+    return rc;
+}
+
 int
 ws_deflate_inflate(struct ws_deflate *d, const uint8_t *in, size_t len,
                    bool fin, struct ws_dbuf *out, uint64_t max_out,
                    uint32_t ratio)
 {
     int rc = d->rx_err;
+    z_stream *z;
 
+    if (rc == 0 && fin && len > 0 && d->p.client_no_context_takeover &&
+        d->rx == NULL && d->rx_state == RX_IDLE && d->rx_in == 0 &&
+        (z = rx_pool_get(d->p.client_max_window_bits)) != NULL) {
+        rc = inflate_borrowed(d, z, in, len, out, max_out, ratio);
+        d->rx_err = rc;
+        return rc;
+    }
     if (rc == 0 && len > 0) {
         rc = rx_start(d);
         d->rx_in += len;
