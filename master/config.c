@@ -43,6 +43,7 @@
 
 enum key_type {
     KT_DURATION,    /* uint32_t milliseconds */
+    KT_DURATION_OFF, /* the same, where 0 means off and min applies above */
     KT_SIZE32,      /* uint32_t bytes */
     KT_SIZE64,      /* uint64_t bytes */
     KT_U32,         /* uint32_t count */
@@ -68,6 +69,9 @@ static const struct type_info {
     [KT_DURATION] = { sizeof(uint32_t), MS_MAX,
                       "a duration such as 500ms, 30s, 5m or 1h, "
                       "under 49 days" },
+    [KT_DURATION_OFF] = { sizeof(uint32_t), MS_MAX,
+                          "0 (off) or a duration such as 500ms, 30s, 5m "
+                          "or 1h, under 49 days" },
     [KT_SIZE32] = { sizeof(uint32_t), UINT32_MAX,
                     "a size such as 65536, 64KiB or 8MiB" },
     [KT_SIZE64] = { sizeof(uint64_t), SIZE63,
@@ -134,6 +138,9 @@ static const struct key keys[] = {
     SRV("drain_spread", drain_spread_ms, KT_DURATION, 0, MS_MAX),
     SRV("worker_shutdown_timeout", worker_shutdown_timeout_ms, KT_DURATION,
         1, MS_MAX),
+    /* Below 1s a busy but healthy worker could be taken for a hung one. */
+    SRV("worker_heartbeat_timeout", worker_heartbeat_timeout_ms,
+        KT_DURATION_OFF, 1000, MS_MAX),
     LSN("backlog", backlog, KT_INT, 1, 65535),
     LSN("reuseport", reuseport, KT_SWITCH, 0, 1),
     LSN("tls_certificate", tls_certificate, KT_STRING, 0, 0),
@@ -641,9 +648,10 @@ format_bound(enum key_type t, uint64_t v, char *buf, size_t n)
     static const struct unit bytes[] = {
         { "GiB", GIB }, { "MiB", MIB }, { "KiB", KIB }, { "", 1 },
     };
-    const struct unit *u = t == KT_DURATION ? ms : bytes;
+    bool is_ms = t == KT_DURATION || t == KT_DURATION_OFF;
+    const struct unit *u = is_ms ? ms : bytes;
 
-    if (v == 0 || (t != KT_DURATION && t != KT_SIZE32 && t != KT_SIZE64)) {
+    if (v == 0 || (!is_ms && t != KT_SIZE32 && t != KT_SIZE64)) {
         snprintf(buf, n, "%llu", (unsigned long long)v);
         return;
     }
@@ -659,6 +667,8 @@ fail_range(const struct key *k, uint64_t v, char *why, size_t n)
 
     format_bound(k->type, k->min, lo, sizeof(lo));
     format_bound(k->type, k->max, hi, sizeof(hi));
+    if (k->type == KT_DURATION_OFF && k->max >= types[k->type].top)
+        return fail(why, n, "must be 0 (off) or at least %s", lo);
     /* No point in quoting a maximum that only the type imposes. */
     if (v < k->min && k->max >= types[k->type].top)
         return fail(why, n, "must be at least %s", lo);
@@ -673,7 +683,7 @@ parse_number(const struct key *k, const char *v, union value *out,
     uint32_t ms = 0;
     int r;
 
-    if (k->type == KT_DURATION) {
+    if (k->type == KT_DURATION || k->type == KT_DURATION_OFF) {
         r = config_parse_duration(v, &ms);
         u = ms;
     } else if (k->type == KT_SIZE32 || k->type == KT_SIZE64) {
@@ -683,7 +693,8 @@ parse_number(const struct key *k, const char *v, union value *out,
     }
     if (r != 0 || (k->type == KT_CLOSE_CODE && !is_close_code(u)))
         return fail(why, n, "expected %s", types[k->type].expect);
-    if (u < k->min || u > k->max)
+    if ((u < k->min || u > k->max) &&
+        !(k->type == KT_DURATION_OFF && u == 0))
         return fail_range(k, u, why, n);
     if (k->type == KT_WBITS && u == 8)
         u = 9;
@@ -763,6 +774,7 @@ store(const struct key *k, void *base, union value *v)
         memcpy(f, &u64, sizeof(u64));
         break;
     case KT_DURATION:
+    case KT_DURATION_OFF:
     case KT_SIZE32:
     case KT_U32:
         memcpy(f, &u32, sizeof(u32));
@@ -1520,6 +1532,7 @@ config_new(const char *name)
         .drain_timeout_ms = 30000,
         .drain_spread_ms = 10000,
         .worker_shutdown_timeout_ms = 60000,
+        .worker_heartbeat_timeout_ms = 10000,
     };
     config_route_opts_default(&c->defaults);
     if (c->path == NULL || c->server.runtime_dir == NULL) {

@@ -43,8 +43,13 @@
 #define QUICK_CRASH_SECONDS 2.0
 #define CRASH_LOOP_LIMIT 5
 #define CTL_LINE_MAX 256
+#define HEARTBEAT_MIN_INTERVAL 0.1 /* seconds between pings, at least */
+#define STARTUP_GRACE 60.0  /* seconds from spawn to "ready", at least */
 
 enum wstate { W_STARTING, W_READY, W_DRAINING, W_GONE };
+
+static const char *const wstate_names[] = { "starting", "ready", "draining",
+                                            "gone" };
 
 struct generation;
 
@@ -63,6 +68,9 @@ struct wproc {
     char *last_error;     /* what the worker said before failing to start */
     bool quit_acked;      /* said "draining": it accepts no more */
     uint32_t incarnation; /* spawns of this slot in this generation */
+    bool looping;         /* said "ready": its loop runs, it gets pings */
+    ev_tstamp ping_wait;  /* when the oldest unanswered ping went; 0: none */
+    bool hung;            /* killed for silence, not reaped yet */
 };
 
 struct generation {
@@ -119,6 +127,8 @@ struct master {
     ev_signal sig_hup, sig_term, sig_quit, sig_int, sig_usr1;
     ev_child child;
     ev_timer kill_timer, watchdog;
+    ev_timer heartbeat;       /* pings the workers (worker_heartbeat_timeout) */
+    uint64_t ping_seq;
     bool stopping, fast;
     int exit_code;
     int *activated;           /* LISTEN_FDS passed by systemd */
@@ -506,6 +516,9 @@ wproc_spawn(struct master *m, struct wproc *w)
     w->state = W_STARTING;
     w->conns = 0;
     w->started = ev_time();
+    w->looping = false;
+    w->ping_wait = 0.;
+    w->hung = false;
     ev_io_init(&w->chan_io, wproc_on_chan, w->chan, EV_READ);
     ev_io_start(m->loop, &w->chan_io);
     log_info("event=worker_spawned generation=%u slot=%d child=%d",
@@ -707,7 +720,10 @@ wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     buf[n] = '\0';
-    if (strcmp(buf, "ready") == 0) {
+    if (strncmp(buf, "pong ", 5) == 0) {
+        w->ping_wait = 0.; /* its loop turns; the next tick asks again */
+    } else if (strcmp(buf, "ready") == 0) {
+        w->looping = true;
         if (w->state == W_STARTING) {
             w->state = w->g->draining ? W_DRAINING : W_READY;
             w->g->ready++;
@@ -723,6 +739,112 @@ wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents)
     } else if (strncmp(buf, "conns ", 6) == 0) {
         w->conns = (uint32_t)strtoul(buf + 6, NULL, 10);
     }
+}
+
+/* ---- Heartbeats --------------------------------------------------------- */
+
+/*
+ * Each tick, every worker that said "ready" gets "ping N" and answers
+ * "pong N" from its loop. One whose oldest unanswered ping is its
+ * generation's worker_heartbeat_timeout old has a stuck loop (an app
+ * callback that never returns, a deadlock): it is killed with SIGKILL,
+ * since a stuck loop acts on nothing gentler, and reaped like a crash.
+ * Silence counts from a ping sent, not from the last answer, so a master
+ * that itself stalled (stopped, swapped out) blames nobody for it.
+ * Before "ready" a worker runs no loop yet (it loads TLS material and app
+ * modules): it gets no pings, and STARTUP_GRACE or the timeout, whichever
+ * is longer, from its spawn.
+ */
+
+static ev_tstamp
+hb_timeout(const struct generation *g)
+{
+    return g->cfg->server.worker_heartbeat_timeout_ms / 1000.0;
+}
+
+/* The tick for the shortest timeout of a live generation; 0: all off. */
+static ev_tstamp
+heartbeat_interval(const struct master *m)
+{
+    ev_tstamp t = 0.;
+
+    for (const struct generation *g = m->gens; g != NULL; g = g->next)
+        if (hb_timeout(g) > 0. && (t == 0. || hb_timeout(g) < t))
+            t = hb_timeout(g);
+    return t == 0. ? 0. : MAX(t / 4, HEARTBEAT_MIN_INTERVAL);
+}
+
+/* (Re)starts the tick for the generations alive now, or stops it. */
+static void
+heartbeat_arm(struct master *m)
+{
+    ev_tstamp iv = heartbeat_interval(m);
+
+    if (ev_is_active(&m->heartbeat) && m->heartbeat.repeat == iv)
+        return;
+    ev_timer_stop(m->loop, &m->heartbeat);
+    if (iv == 0.)
+        return;
+    ev_timer_set(&m->heartbeat, iv, iv);
+    ev_timer_start(m->loop, &m->heartbeat);
+}
+
+static void
+wproc_kill_hung(struct wproc *w, ev_tstamp silent)
+{
+    w->hung = true;
+    log_err("event=worker_hung generation=%u slot=%d pid=%d state=%s "
+            "silent_ms=%lld timeout_ms=%u action=kill", w->g->id, w->slot,
+            (int)w->pid, w->looping ? wstate_names[w->state] : "starting",
+            (long long)(silent * 1000),
+            w->g->cfg->server.worker_heartbeat_timeout_ms);
+    kill(w->pid, SIGKILL);
+}
+
+static void
+heartbeat_check(struct master *m, struct wproc *w, ev_tstamp now,
+                const char *ping)
+{
+    ev_tstamp limit = hb_timeout(w->g);
+
+    if (!w->looping) {
+        if (now - w->started >= MAX(limit, STARTUP_GRACE))
+            wproc_kill_hung(w, now - w->started);
+        return;
+    }
+    /* A pong may be waiting: this timer can run before the channel's
+       watcher in the same loop iteration. */
+    for (int i = 0; i < 8 && w->ping_wait > 0. && w->chan >= 0 &&
+                    now - w->ping_wait >= limit; i++)
+        wproc_on_chan(m->loop, &w->chan_io, EV_READ);
+    if (w->ping_wait > 0. && now - w->ping_wait >= limit) {
+        wproc_kill_hung(w, now - w->ping_wait);
+        return;
+    }
+    wproc_send(w, ping);
+    if (w->ping_wait == 0.)
+        w->ping_wait = now;
+}
+
+static void
+master_on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct master *m = ev_userdata(loop);
+    ev_tstamp now = ev_now(loop);
+    char ping[32];
+
+    (void)t;
+    (void)revents;
+    snprintf(ping, sizeof(ping), "ping %llu",
+             (unsigned long long)++m->ping_seq);
+    for (struct generation *g = m->gens; g != NULL; g = g->next) {
+        if (hb_timeout(g) == 0.)
+            continue;
+        for (int i = 0; i < g->n; i++)
+            if (g->w[i].pid > 0 && !g->w[i].hung)
+                heartbeat_check(m, &g->w[i], now, ping);
+    }
+    heartbeat_arm(m); /* a generation may have come or gone */
 }
 
 /* ---- Reload -------------------------------------------------------------- */
@@ -956,6 +1078,7 @@ master_reload(struct master *m)
     }
     m->pending = g;
     log_info("event=generation_start generation=%u workers=%d", g->id, g->n);
+    heartbeat_arm(m);
     if (gen_spawn_all(m, g, err, sizeof(err)) != 0)
         gen_abort_pending(m, err);
     return 0;
@@ -1174,6 +1297,7 @@ master_stop_watchers(struct master *m)
     ev_timer_stop(m->loop, &m->kill_timer);
     ev_timer_stop(m->loop, &m->watchdog);
     ev_timer_stop(m->loop, &m->reply_timer);
+    ev_timer_stop(m->loop, &m->heartbeat);
 }
 
 /* ---- Control socket (server side) --------------------------------------- */
@@ -1227,7 +1351,6 @@ static void
 ctl_status(struct master *m, struct ctl_client *c)
 {
     char line[256];
-    static const char *names[] = { "starting", "ready", "draining", "gone" };
 
     snprintf(line, sizeof(line), "master pid=%d generation=%u\n",
              (int)getpid(), m->active ? m->active->id : 0);
@@ -1245,7 +1368,7 @@ ctl_status(struct master *m, struct ctl_client *c)
             snprintf(line, sizeof(line),
                      "  worker slot=%d pid=%d conns=%u state=%s\n", i,
                      (int)w->pid, w->conns,
-                     w->given_up ? "crash-loop" : names[w->state]);
+                     w->given_up ? "crash-loop" : wstate_names[w->state]);
             ctl_write(c, line);
         }
     }
@@ -1474,6 +1597,7 @@ master_start_watchers(struct master *m, uint64_t watchdog_usec)
     ev_child_start(m->loop, &m->child);
     ev_init(&m->kill_timer, master_on_kill_timer);
     ev_init(&m->reply_timer, reply_timer_fired);
+    ev_init(&m->heartbeat, master_on_heartbeat);
     if (watchdog_usec > 0) {
         ev_timer_init(&m->watchdog, master_on_watchdog, 0.,
                       watchdog_usec / 2e6);

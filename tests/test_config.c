@@ -127,6 +127,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->drain_timeout_ms, 30000);
     ck_assert_uint_eq(s->drain_spread_ms, 10000);
     ck_assert_uint_eq(s->worker_shutdown_timeout_ms, 60000);
+    ck_assert_uint_eq(s->worker_heartbeat_timeout_ms, 10000);
 
     ck_assert_uint_eq(c->n_listeners, 2);
     ck_assert_str_eq(c->listeners[0].address, "127.0.0.1:8080");
@@ -173,7 +174,7 @@ START_TEST(test_every_key)
         "handshake_timeout = 3s\nmax_request_head = 16KiB\n"
         "max_headers = 100\nmax_connections = 5000\n"
         "shutdown_timeout = 4s\ndrain_timeout = 1m\ndrain_spread = 20s\n"
-        "worker_shutdown_timeout = 2m\n"
+        "worker_shutdown_timeout = 2m\nworker_heartbeat_timeout = 30s\n"
         "idle_timeout = 2m\nclose_timeout = 7s\nmax_frame_size = 1MiB\n"
         "max_message_size = 4MiB\nmax_inflate_ratio = 10\n"
         "send_low_watermark = 32KiB\nsend_high_watermark = 512KiB\n"
@@ -206,6 +207,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(s->drain_timeout_ms, 60000);
     ck_assert_uint_eq(s->drain_spread_ms, 20000);
     ck_assert_uint_eq(s->worker_shutdown_timeout_ms, 120000);
+    ck_assert_uint_eq(s->worker_heartbeat_timeout_ms, 30000);
     ck_assert_int_eq(c->listeners[0].backlog, 128);
     ck_assert(c->listeners[0].reuseport);
     ck_assert_str_eq(c->routes[0].app, "/usr/lib/sock/x.so");
@@ -255,6 +257,35 @@ START_TEST(test_workers_auto)
     c = parse_ok("[server]\nworkers = 256\n" HEAD);
     ck_assert_int_eq(c->server.workers, 256);
     config_free(c);
+}
+END_TEST
+
+/* 0 turns the heartbeat off; otherwise 1s is the least, with no maximum
+   but the type's. */
+START_TEST(test_heartbeat_timeout)
+{
+    static const struct {
+        const char *value;
+        uint32_t ms;
+    } ok[] = {
+        { "0", 0 }, { "0s", 0 }, { "1s", 1000 }, { "1000ms", 1000 },
+        { "1001ms", 1001 }, { "10s", 10000 }, { "1h", 3600000 },
+        { "4294967295ms", 4294967295u },
+    };
+    char text[256];
+
+    for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+        struct config *c;
+
+        snprintf(text, sizeof(text),
+                 "[server]\nworker_heartbeat_timeout = %s\n" HEAD,
+                 ok[i].value);
+        c = parse_ok(text);
+        ck_assert_msg(c->server.worker_heartbeat_timeout_ms == ok[i].ms,
+                      "%s: got %u", ok[i].value,
+                      c->server.worker_heartbeat_timeout_ms);
+        config_free(c);
+    }
 }
 END_TEST
 
@@ -477,6 +508,25 @@ static const struct {
     { HEAD "[server]\nnode_id = 0\n", "t.conf:5: ", "allowed 1 to 65535" },
     { HEAD "[server]\nmax_headers = 1001\n", "t.conf:5: ",
       "allowed 1 to 1000" },
+    { HEAD "[server]\nworker_heartbeat_timeout = 999ms\n", "t.conf:5: ",
+      "bad value '999ms' for worker_heartbeat_timeout: must be 0 (off) or "
+      "at least 1s" },
+    { HEAD "[server]\nworker_heartbeat_timeout = 1ms\n", "t.conf:5: ",
+      "must be 0 (off) or at least 1s" },
+    { HEAD "[server]\nworker_heartbeat_timeout = off\n", "t.conf:5: ",
+      "bad value 'off' for worker_heartbeat_timeout: expected 0 (off) or a "
+      "duration" },
+    { HEAD "[server]\nworker_heartbeat_timeout = -1s\n", "t.conf:5: ",
+      "expected 0 (off) or a duration" },
+    { HEAD "[server]\nworker_heartbeat_timeout = 4294967296ms\n",
+      "t.conf:5: ", "expected 0 (off) or a duration" },
+    { HEAD "worker_heartbeat_timeout = 5s\n", "t.conf:4: ",
+      "unknown key 'worker_heartbeat_timeout' in [route /echo]: it belongs "
+      "in [server]" },
+    { HEAD "[server]\nworker_heartbeat_timeout = 5s\n"
+      "worker_heartbeat_timeout = 6s\n", "t.conf:6: ",
+      "duplicate key 'worker_heartbeat_timeout' in [server] (first set on "
+      "line 5)" },
     { HEAD "[server]\nhandshake_timeout = 0\n", "t.conf:5: ",
       "bad value '0' for handshake_timeout: must be at least 1ms" },
     { HEAD "max_frame_size = 100\n", "t.conf:4: ",
@@ -823,6 +873,7 @@ config_suite(void)
     tcase_add_test(tc, test_minimal);
     tcase_add_test(tc, test_every_key);
     tcase_add_test(tc, test_workers_auto);
+    tcase_add_test(tc, test_heartbeat_timeout);
     tcase_add_test(tc, test_server_defaults_any_order);
     tcase_add_test(tc, test_comments_and_syntax);
     tcase_add_test(tc, test_list_continuation);

@@ -76,6 +76,7 @@ struct server_cfg {
     uint32_t drain_timeout_ms;     /* 30 s */
     uint32_t drain_spread_ms;      /* 10 s */
     uint32_t worker_shutdown_timeout_ms; /* 60 s */
+    uint32_t worker_heartbeat_timeout_ms; /* 10 s; 0 = off */
 };
 
 /* [admin]: the operators' HTTP endpoint (off unless listen is set). */

@@ -75,6 +75,21 @@ wctl_peer(struct worker *w, const char *args)
                  strerror(-rc));
 }
 
+/*
+ * The master's heartbeat: answered from here, the loop, so that a worker
+ * whose loop is stuck (an app callback that never returns, a deadlock)
+ * stays silent and is killed. Nothing is logged: it comes every few
+ * seconds.
+ */
+static void
+wctl_pong(struct worker *w, const char *seq)
+{
+    char msg[40];
+
+    snprintf(msg, sizeof(msg), "pong %.20s", seq);
+    wctl_send(w, msg);
+}
+
 static void
 wctl_command(struct worker *w, const char *cmd)
 {
@@ -91,6 +106,8 @@ wctl_command(struct worker *w, const char *cmd)
         if (rc != 0)
             log_err("event=reopen_failed path=%s error=\"%s\"",
                     w->cfg->server.log_file, strerror(-rc));
+    } else if (strncmp(cmd, "ping ", 5) == 0) {
+        wctl_pong(w, cmd + 5);
     } else if (strncmp(cmd, "peer ", 5) == 0) {
         wctl_peer(w, cmd + 5);
     } else if (strncmp(cmd, "unpeer ", 7) == 0) {

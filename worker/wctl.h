@@ -1,9 +1,10 @@
 /*
  * wctl.h: the worker's end of its control channel to the master (a
  * SOCK_SEQPACKET socketpair, one text command per packet): it takes
- * quit (drain for a reload), stop (graceful, 1001), fast, reopen; it
- * reports ready and its connection count. If the master goes away the
- * worker stops gracefully. Also the reload drain itself (DESIGN §4.3).
+ * quit (drain for a reload), stop (graceful, 1001), fast, reopen, peer,
+ * unpeer, and "ping N", answered "pong N" from the loop (the master's
+ * heartbeat); it reports ready and its connection count. If the master
+ * goes away the worker stops gracefully. Also the reload drain itself (DESIGN §4.3).
  */
 #ifndef SOCK_WCTL_H
 #define SOCK_WCTL_H

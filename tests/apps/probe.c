@@ -21,6 +21,10 @@
  *                        so a compressing server can build its frame once)
  *   bcast TEXT           every connection pushes "bcast:TEXT"
  *   pause MS             stop reading for MS ms, then push "resumed"
+ *   hang MS              TEST ONLY: sleep MS ms (at most 60000) inside
+ *                        handle_in, blocking the worker's whole loop as a
+ *                        stuck app would (for the master's heartbeat
+ *                        tests), then push "woke"
  *   subproto | route | writable      push what the getter says
  *   sendn ID N           N infos (type 2) to ID from this one handler, the
  *                        texts "0".."N-1" (so the recipient pushes
@@ -388,6 +392,25 @@ cmd_pause(sock_conn *c, const struct cmd *k)
     return SOCK_CONTINUE;
 }
 
+/* Blocks the loop on purpose: what the master's heartbeat must catch. */
+static sock_ret
+cmd_hang(sock_conn *c, const struct cmd *k)
+{
+    uint64_t ms;
+    struct timespec left;
+
+    if (!parse_u64(k->rest, k->rest_len, &ms) || ms > 60000) {
+        push_str(c, "unknown");
+        return SOCK_CONTINUE;
+    }
+    left.tv_sec = (time_t)(ms / 1000);
+    left.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+    push_str(c, "woke");
+    return SOCK_CONTINUE;
+}
+
 static sock_ret
 cmd_simple(sock_conn *c, const struct cmd *k)
 {
@@ -550,6 +573,8 @@ run_command(sock_conn *c, const char *msg, size_t len, void **state)
         return cmd_pub_type(c, &k, T_RAW_PUB);
     if (cmd_is(&k, "pause"))
         return cmd_pause(c, &k);
+    if (cmd_is(&k, "hang"))
+        return cmd_hang(c, &k);
     if (cmd_is(&k, "sendn") || cmd_is(&k, "quietn") || cmd_is(&k, "pubn"))
         return cmd_many(c, &k, *state);
     if (cmd_is(&k, "count"))
