@@ -561,10 +561,17 @@ shm_row_free(struct master *m)
  * A worker is gone: its counters move to the retired slot (the last one),
  * so /metrics totals never go down; its gauges end with it.
  */
+/* The retired slot: also where the master counts what happens to workers. */
+static struct worker_stats *
+stats_retired(struct master *m)
+{
+    return &m->stats[MAX_GENERATIONS * MAX_SLOTS];
+}
+
 static void
 stats_retire(struct master *m, size_t i)
 {
-    struct worker_stats *r = &m->stats[MAX_GENERATIONS * MAX_SLOTS];
+    struct worker_stats *r = stats_retired(m);
     struct worker_stats *s = &m->stats[i];
 
     r->generation = 1; /* counted by the summing worker */
@@ -790,9 +797,10 @@ heartbeat_arm(struct master *m)
 }
 
 static void
-wproc_kill_hung(struct wproc *w, ev_tstamp silent)
+wproc_kill_hung(struct master *m, struct wproc *w, ev_tstamp silent)
 {
     w->hung = true;
+    stats_retired(m)->workers_hung++;
     log_err("event=worker_hung generation=%u slot=%d pid=%d state=%s "
             "silent_ms=%lld timeout_ms=%u action=kill", w->g->id, w->slot,
             (int)w->pid, w->looping ? wstate_names[w->state] : "starting",
@@ -809,7 +817,7 @@ heartbeat_check(struct master *m, struct wproc *w, ev_tstamp now,
 
     if (!w->looping) {
         if (now - w->started >= MAX(limit, STARTUP_GRACE))
-            wproc_kill_hung(w, now - w->started);
+            wproc_kill_hung(m, w, now - w->started);
         return;
     }
     /* A pong may be waiting: this timer can run before the channel's
@@ -818,7 +826,7 @@ heartbeat_check(struct master *m, struct wproc *w, ev_tstamp now,
                     now - w->ping_wait >= limit; i++)
         wproc_on_chan(m->loop, &w->chan_io, EV_READ);
     if (w->ping_wait > 0. && now - w->ping_wait >= limit) {
-        wproc_kill_hung(w, now - w->ping_wait);
+        wproc_kill_hung(m, w, now - w->ping_wait);
         return;
     }
     wproc_send(w, ping);
@@ -1162,6 +1170,8 @@ wproc_exited(struct master *m, struct wproc *w, int status)
     }
     g->shm[w->slot] = SLOT_DEAD;
     stats_retire(m, (size_t)g->row * MAX_SLOTS + (size_t)w->slot);
+    if (!clean && !m->stopping)
+        stats_retired(m)->workers_died++;
     if (m->stopping || g->draining ||
         (clean && g != m->active && g != m->pending))
         return;

@@ -227,6 +227,12 @@ admin_metrics(struct admin_conn *a)
                "Bytes given to the compressor.", sum.deflate_in);
     o = metric(buf, sizeof(buf), o, "sock_deflate_bytes_out_total",
                "counter", "Compressed bytes it made.", sum.deflate_out);
+    o = metric(buf, sizeof(buf), o, "sock_worker_deaths_total", "counter",
+               "Workers that exited abnormally (crash, signal, kill); the "
+               "master replaces them.", sum.workers_died);
+    o = metric(buf, sizeof(buf), o, "sock_workers_hung_total", "counter",
+               "Workers killed for not answering heartbeats.",
+               sum.workers_hung);
     if (w->cfg->redis.address != NULL)
         o = admin_metrics_redis(buf, sizeof(buf), o, &sum.redis);
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,

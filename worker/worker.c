@@ -300,6 +300,8 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->redis.malformed += s->redis.malformed;
     sum->redis.unrouted += s->redis.unrouted;
     sum->redis.connects += s->redis.connects;
+    sum->workers_died += s->workers_died;
+    sum->workers_hung += s->workers_hung;
 }
 
 void

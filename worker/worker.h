@@ -52,6 +52,8 @@ struct worker_stats {
     uint64_t deflate_msgs, deflate_in, deflate_out; /* compressed by us */
     uint64_t deflate_shared;      /* of those, compressed once and shared */
     struct redis_stats redis;     /* the bridge between machines */
+    uint64_t workers_died;        /* the master's, in the retired slot: */
+    uint64_t workers_hung;        /* abnormal exits; killed by heartbeat */
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
 };

@@ -29,8 +29,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bustest import conns_on_slots  # noqa: E402
-from mastertest import MasterTestCase, pid_alive, wait_until  # noqa: E402
+from bustest import conns_on_slots, metrics  # noqa: E402
+from mastertest import (MasterTestCase, free_port, pid_alive,  # noqa: E402
+                        wait_until)
 from sockdtest import main  # noqa: E402
 
 HB = "worker_heartbeat_timeout = 1s"
@@ -69,7 +70,10 @@ class Heartbeat(MasterTestCase):
         self.assert_no_leftovers(srv)
 
     def test_hung_worker_killed_and_replaced(self):
-        srv = self.start_master(workers=2, server_extra=HB)
+        aport = free_port()
+        srv = self.start_master(workers=2, server_extra=HB,
+                                extra="[admin]\nlisten = 127.0.0.1:%d\n"
+                                % aport)
         got = self.place(srv, {0: 2, 1: 2}, generation=1)
         pids = self.slot_pids(srv, 1)
         self.assertEqual(sorted(pids), [0, 1])
@@ -130,6 +134,10 @@ class Heartbeat(MasterTestCase):
                          "the other worker was replaced too")
         for i, c in enumerate(others):
             self.assertEqual(c.echo("after-%d" % i), "after-%d" % i)
+        # Operators see it in /metrics too, summed by any worker.
+        got_m = metrics(aport)
+        self.assertEqual(got_m.get("sock_workers_hung_total"), 1, got_m)
+        self.assertEqual(got_m.get("sock_worker_deaths_total"), 1, got_m)
         # The new worker serves, and answers pings: still alive 1.5
         # timeouts later, with no second worker_hung.
         fresh = self.place(srv, {victim_slot: 1}, generation=1)
