@@ -68,4 +68,17 @@ now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* FNV-1a over n bytes: the hash of the small name tables (topics, Redis
+   channels). */
+static inline uint64_t
+hash_fnv1a(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
 #endif

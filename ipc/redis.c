@@ -86,16 +86,6 @@ static void redis_fail(struct redis *r, const char *why);
 
 /* ---- Wanted topic channels --------------------------------------------- */
 
-static uint64_t
-hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static struct chan **
 chan_slot(struct redis *r, const char *name, size_t len)
 {
@@ -103,7 +93,7 @@ chan_slot(struct redis *r, const char *name, size_t len)
 
     if (r->n_buckets == 0)
         return NULL;
-    p = &r->buckets[hash_bytes(name, len) & (r->n_buckets - 1)];
+    p = &r->buckets[hash_fnv1a(name, len) & (r->n_buckets - 1)];
     while (*p != NULL && ((*p)->len != len || memcmp((*p)->name, name, len)))
         p = &(*p)->next;
     return p;
@@ -121,7 +111,7 @@ chans_grow(struct redis *r)
         struct chan *c, *next;
 
         for (c = r->buckets[i]; c != NULL; c = next) {
-            size_t k = hash_bytes(c->name, c->len) & (nb - 1);
+            size_t k = hash_fnv1a(c->name, c->len) & (nb - 1);
 
             next = c->next;
             c->next = b[k];

@@ -171,11 +171,7 @@ messaging_info_free(struct info *i)
 static uint64_t
 hash_name(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    return h;
+    return hash_fnv1a(s, strlen(s));
 }
 
 static struct topic **
