@@ -16,13 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            __builtin_trap(); \
-    } while (0)
+#include "fuzz.h"
 
 #define MAX_LINES 3
 #define MAX_OUT (256 * 1024)
