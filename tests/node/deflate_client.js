@@ -14,6 +14,7 @@
 'use strict';
 
 const WebSocket = require('ws');
+const { xorshift32, wordsText } = require('./common');
 
 const [url, optJson] = process.argv.slice(2);
 if (!url) {
@@ -35,31 +36,10 @@ function fail(msg) {
    over sockd's max_inflate_ratio and be refused as a bomb). */
 const WORDS = ['sock', 'deflate', 'frame', 'window', 'é', 'context', 'zlib',
                'message', 'takeover', 'ratio', 'server', 'client', 'bits'];
-let seed = 7;
-function rnd() {     /* xorshift32: no short cycles in the low bits */
-    seed ^= seed << 13;
-    seed >>>= 0;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    return seed;
-}
+const rnd = xorshift32(7);
 function payload(n, text) {
-    if (text) {
-        const parts = [];
-        for (let size = 0; size < n;) {
-            const w = WORDS[rnd() % WORDS.length] + ' ';
-            parts.push(w);
-            size += Buffer.byteLength(w);
-        }
-        /* Cut at n bytes, backing off to a whole character. */
-        let b = Buffer.from(parts.join('')).subarray(0, n);
-        while (b.length > 0 && (b[b.length - 1] & 0xc0) === 0x80)
-            b = b.subarray(0, b.length - 1);
-        if (b.length > 0 && b[b.length - 1] >= 0xc0)
-            b = b.subarray(0, b.length - 1);
-        return b.toString();
-    }
+    if (text)
+        return wordsText(rnd, WORDS, n);
     const b = Buffer.alloc(n);
     for (let i = 0; i < n; i++)
         b[i] = rnd() & 0x3f;

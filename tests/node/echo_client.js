@@ -14,6 +14,7 @@
 'use strict';
 
 const WebSocket = require('ws');
+const { opened, next: nextMessage } = require('./common');
 
 const base = process.argv[2];
 if (!base) {
@@ -43,41 +44,14 @@ function binaryOf(n) {
 }
 
 function open(path, protocols) {
-    return new Promise((resolve, reject) => {
-        const ws = new WebSocket(base + path, protocols, {
-            perMessageDeflate: false,
-            handshakeTimeout: 5000,
-        });
-        ws.inbox = [];
-        ws.waiters = [];
-        ws.closed = new Promise((res) => {
-            ws.on('close', (code, reason) =>
-                res({ code, reason: reason.toString() }));
-        });
-        ws.on('message', (data, isBinary) => {
-            const m = { data: Buffer.from(data), isBinary };
-            const w = ws.waiters.shift();
-            if (w)
-                w(m);
-            else
-                ws.inbox.push(m);
-        });
-        ws.once('open', () => resolve(ws));
-        ws.once('error', (e) => reject(e));
-    });
+    return opened(new WebSocket(base + path, protocols, {
+        perMessageDeflate: false,
+        handshakeTimeout: 5000,
+    }));
 }
 
 function next(ws, what) {
-    if (ws.inbox.length > 0)
-        return Promise.resolve(ws.inbox.shift());
-    return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('no reply: ' + what)),
-            10000);
-        ws.waiters.push((m) => {
-            clearTimeout(t);
-            resolve(m);
-        });
-    });
+    return nextMessage(ws, what, 10000);
 }
 
 async function echoes() {

@@ -26,6 +26,8 @@
 
 const fs = require('fs');
 const WebSocket = require('ws');
+const { xorshift32, wordsText, opened, next: nextMessage } =
+    require('./common');
 
 const bench = process.argv[2] === 'bench';
 const [base, caPath] = process.argv.slice(bench ? 3 : 2);
@@ -49,28 +51,9 @@ function fail(msg) {
    text does (not so much that sockd's max_inflate_ratio refuses it). */
 const WORDS = ['sock', 'tls', 'frame', 'window', 'é', 'record', 'ticket',
                'message', 'session', 'cipher', 'server', 'client', 'wss'];
-let seed = 11;
-function rnd() {
-    seed ^= seed << 13;
-    seed >>>= 0;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    return seed;
-}
+const rnd = xorshift32(11);
 function textOf(n) {
-    const parts = [];
-    for (let size = 0; size < n;) {
-        const w = WORDS[rnd() % WORDS.length] + ' ';
-        parts.push(w);
-        size += Buffer.byteLength(w);
-    }
-    let b = Buffer.from(parts.join('')).subarray(0, n);
-    while (b.length > 0 && (b[b.length - 1] & 0xc0) === 0x80)
-        b = b.subarray(0, b.length - 1);
-    if (b.length > 0 && b[b.length - 1] >= 0xc0)
-        b = b.subarray(0, b.length - 1);
-    return b.toString('utf8');
+    return wordsText(rnd, WORDS, n);
 }
 function binaryOf(n) {
     const b = Buffer.alloc(n);
@@ -80,41 +63,14 @@ function binaryOf(n) {
 }
 
 function open(path, opts) {
-    return new Promise((resolve, reject) => {
-        const ws = new WebSocket(base + path, Object.assign({
-            handshakeTimeout: 5000,
-            maxPayload: 64 << 20,
-        }, opts));
-        ws.inbox = [];
-        ws.waiters = [];
-        ws.closed = new Promise((res) => {
-            ws.on('close', (code, reason) =>
-                res({ code, reason: reason.toString() }));
-        });
-        ws.on('message', (data, isBinary) => {
-            const m = { data: Buffer.from(data), isBinary };
-            const w = ws.waiters.shift();
-            if (w)
-                w(m);
-            else
-                ws.inbox.push(m);
-        });
-        ws.once('open', () => resolve(ws));
-        ws.once('error', (e) => reject(e));
-    });
+    return opened(new WebSocket(base + path, Object.assign({
+        handshakeTimeout: 5000,
+        maxPayload: 64 << 20,
+    }, opts)));
 }
 
 function next(ws, what) {
-    if (ws.inbox.length > 0)
-        return Promise.resolve(ws.inbox.shift());
-    return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('no reply: ' + what)),
-            15000);
-        ws.waiters.push((m) => {
-            clearTimeout(t);
-            resolve(m);
-        });
-    });
+    return nextMessage(ws, what, 15000);
 }
 
 async function refusesUnknownCa() {
