@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <http_parser.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,30 +145,76 @@ metric(char *buf, size_t size, size_t off, const char *name,
     return n < 0 ? off : off + (size_t)n;
 }
 
-/* The bridge between machines (DESIGN §5.3), when [redis] is set. */
-static size_t
-admin_metrics_redis(char *buf, size_t size, size_t o,
-                    const struct redis_stats *r)
-{
-    o = metric(buf, size, o, "sock_redis_connected", "gauge",
-               "Workers whose Redis bridge is up.", r->connected);
-    o = metric(buf, size, o, "sock_redis_connects_total", "counter",
-               "Times a worker's Redis bridge came up.", r->connects);
-    o = metric(buf, size, o, "sock_redis_published_total", "counter",
-               "Messages published to Redis for other machines.",
-               r->published);
-    o = metric(buf, size, o, "sock_redis_received_total", "counter",
-               "Messages from other machines delivered.", r->received);
-    o = metric(buf, size, o, "sock_redis_dropped_total", "counter",
-               "Messages for other machines dropped: bridge down or "
-               "over its cap.", r->dropped);
-    o = metric(buf, size, o, "sock_redis_malformed_total", "counter",
-               "Messages from Redis rejected as malformed.", r->malformed);
-    o = metric(buf, size, o, "sock_redis_unrouted_total", "counter",
-               "Directed messages no worker of another machine took.",
-               r->unrouted);
-    return o;
-}
+/* What /metrics shows of the workers' summed counters, in this order. */
+struct stat_metric {
+    const char *name, *type, *help;
+    size_t off;     /* of a uint64_t in struct worker_stats */
+    bool redis;     /* only with [redis]: the bridge (DESIGN §5.3) */
+};
+
+#define STAT(f) offsetof(struct worker_stats, f), false
+#define REDIS(f) offsetof(struct worker_stats, redis.f), true
+
+static const struct stat_metric stat_metrics[] = {
+    { "sock_connections_open", "gauge",
+      "Open WebSocket connections.", STAT(open) },
+    { "sock_connections_accepted_total", "counter",
+      "TCP connections accepted.", STAT(accepted) },
+    { "sock_connections_opened_total", "counter",
+      "WebSocket upgrades completed.", STAT(opened) },
+    { "sock_connections_closed_total", "counter",
+      "WebSocket connections closed.", STAT(closed) },
+    { "sock_connections_refused_full_total", "counter",
+      "Connections refused with 503 at max_connections.",
+      STAT(refused_full) },
+    { "sock_handshake_failures_total", "counter",
+      "Upgrades refused with an HTTP error.", STAT(handshake_failed) },
+    { "sock_messages_in_total", "counter",
+      "Messages received from clients.", STAT(msgs_in) },
+    { "sock_frames_out_total", "counter",
+      "Frames queued to clients.", STAT(msgs_out) },
+    { "sock_bytes_in_total", "counter",
+      "Bytes read from clients.", STAT(bytes_in) },
+    { "sock_bytes_out_total", "counter",
+      "Bytes written to clients.", STAT(bytes_out) },
+    { "sock_infos_sent_total", "counter",
+      "Directed infos sent.", STAT(infos_sent) },
+    { "sock_infos_dropped_total", "counter",
+      "Infos dropped at a full inbox.", STAT(infos_dropped) },
+    { "sock_infos_stale_total", "counter",
+      "Infos to ids that are gone.", STAT(infos_stale) },
+    { "sock_deflate_messages_total", "counter",
+      "Messages compressed (permessage-deflate).", STAT(deflate_msgs) },
+    { "sock_deflate_shared_total", "counter",
+      "Of those, compressed once and shared by every recipient.",
+      STAT(deflate_shared) },
+    { "sock_deflate_bytes_in_total", "counter",
+      "Bytes given to the compressor.", STAT(deflate_in) },
+    { "sock_deflate_bytes_out_total", "counter",
+      "Compressed bytes it made.", STAT(deflate_out) },
+    { "sock_worker_deaths_total", "counter",
+      "Workers that exited abnormally (crash, signal, kill); the "
+      "master replaces them.", STAT(workers_died) },
+    { "sock_workers_hung_total", "counter",
+      "Workers killed for not answering heartbeats.", STAT(workers_hung) },
+    { "sock_redis_connected", "gauge",
+      "Workers whose Redis bridge is up.", REDIS(connected) },
+    { "sock_redis_connects_total", "counter",
+      "Times a worker's Redis bridge came up.", REDIS(connects) },
+    { "sock_redis_published_total", "counter",
+      "Messages published to Redis for other machines.",
+      REDIS(published) },
+    { "sock_redis_received_total", "counter",
+      "Messages from other machines delivered.", REDIS(received) },
+    { "sock_redis_dropped_total", "counter",
+      "Messages for other machines dropped: bridge down or over its cap.",
+      REDIS(dropped) },
+    { "sock_redis_malformed_total", "counter",
+      "Messages from Redis rejected as malformed.", REDIS(malformed) },
+    { "sock_redis_unrouted_total", "counter",
+      "Directed messages no worker of another machine took.",
+      REDIS(unrouted) },
+};
 
 static void
 admin_metrics(struct admin_conn *a)
@@ -190,51 +237,15 @@ admin_metrics(struct admin_conn *a)
     }
     o = metric(buf, sizeof(buf), o, "sock_workers", "gauge",
                "Workers whose counters are summed here.", workers);
-    o = metric(buf, sizeof(buf), o, "sock_connections_open", "gauge",
-               "Open WebSocket connections.", sum.open);
-    o = metric(buf, sizeof(buf), o, "sock_connections_accepted_total",
-               "counter", "TCP connections accepted.", sum.accepted);
-    o = metric(buf, sizeof(buf), o, "sock_connections_opened_total",
-               "counter", "WebSocket upgrades completed.", sum.opened);
-    o = metric(buf, sizeof(buf), o, "sock_connections_closed_total",
-               "counter", "WebSocket connections closed.", sum.closed);
-    o = metric(buf, sizeof(buf), o, "sock_connections_refused_full_total",
-               "counter", "Connections refused with 503 at max_connections.",
-               sum.refused_full);
-    o = metric(buf, sizeof(buf), o, "sock_handshake_failures_total",
-               "counter", "Upgrades refused with an HTTP error.",
-               sum.handshake_failed);
-    o = metric(buf, sizeof(buf), o, "sock_messages_in_total", "counter",
-               "Messages received from clients.", sum.msgs_in);
-    o = metric(buf, sizeof(buf), o, "sock_frames_out_total", "counter",
-               "Frames queued to clients.", sum.msgs_out);
-    o = metric(buf, sizeof(buf), o, "sock_bytes_in_total", "counter",
-               "Bytes read from clients.", sum.bytes_in);
-    o = metric(buf, sizeof(buf), o, "sock_bytes_out_total", "counter",
-               "Bytes written to clients.", sum.bytes_out);
-    o = metric(buf, sizeof(buf), o, "sock_infos_sent_total", "counter",
-               "Directed infos sent.", sum.infos_sent);
-    o = metric(buf, sizeof(buf), o, "sock_infos_dropped_total", "counter",
-               "Infos dropped at a full inbox.", sum.infos_dropped);
-    o = metric(buf, sizeof(buf), o, "sock_infos_stale_total", "counter",
-               "Infos to ids that are gone.", sum.infos_stale);
-    o = metric(buf, sizeof(buf), o, "sock_deflate_messages_total", "counter",
-               "Messages compressed (permessage-deflate).", sum.deflate_msgs);
-    o = metric(buf, sizeof(buf), o, "sock_deflate_shared_total", "counter",
-               "Of those, compressed once and shared by every recipient.",
-               sum.deflate_shared);
-    o = metric(buf, sizeof(buf), o, "sock_deflate_bytes_in_total", "counter",
-               "Bytes given to the compressor.", sum.deflate_in);
-    o = metric(buf, sizeof(buf), o, "sock_deflate_bytes_out_total",
-               "counter", "Compressed bytes it made.", sum.deflate_out);
-    o = metric(buf, sizeof(buf), o, "sock_worker_deaths_total", "counter",
-               "Workers that exited abnormally (crash, signal, kill); the "
-               "master replaces them.", sum.workers_died);
-    o = metric(buf, sizeof(buf), o, "sock_workers_hung_total", "counter",
-               "Workers killed for not answering heartbeats.",
-               sum.workers_hung);
-    if (w->cfg->redis.address != NULL)
-        o = admin_metrics_redis(buf, sizeof(buf), o, &sum.redis);
+    for (size_t i = 0; i < ARRAY_SIZE(stat_metrics); i++) {
+        const struct stat_metric *m = &stat_metrics[i];
+        uint64_t v;
+
+        if (m->redis && w->cfg->redis.address == NULL)
+            continue;
+        memcpy(&v, (const char *)&sum + m->off, sizeof(v));
+        o = metric(buf, sizeof(buf), o, m->name, m->type, m->help, v);
+    }
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,
                 MIN(o, sizeof(buf)));
 }
