@@ -31,6 +31,7 @@
 #include "common.h"
 #include "config.h"
 #include "ctl.h"
+#include "leakcheck.h"
 #include "log.h"
 #include "messaging.h"
 #include "notify.h"
@@ -481,7 +482,11 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
              g->id, (unsigned long long)w->stats->accepted,
              (unsigned long long)w->stats->opened);
     worker_free(w);
-    _exit(0);
+    free(keep);
+    ev_loop_destroy(loop);
+    /* _exit skips the leak check exit() runs in a sanitizer build, and
+       exit() would run the master's atexit work in a worker. */
+    _exit(leakcheck_found_leaks() ? LEAKCHECK_EXIT_STATUS : 0);
 }
 
 static void wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents);

@@ -512,5 +512,50 @@ class StopWindow(MasterTestCase):
                          "reload" % (refused, tries))
 
 
+# ---- 9: LeakSanitizer in workers -------------------------------------------------
+
+LEAK_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1"}
+LSAN_REPORT = "ERROR: LeakSanitizer: detected memory leaks"
+
+
+@unittest.skipUnless(sockd_is_sanitized(), "needs the sanitizer build "
+                     "(-DSOCK_SANITIZE=ON)")
+class WorkerLeakCheck(MasterTestCase):
+    LEAKY = "[route /leaky]\napp = {build}/leaky.so\n"
+
+    def run_worker(self, message):
+        srv = self.start_master(workers=1, env=LEAK_ENV, extra=self.LEAKY)
+        with WSClient(srv.port) as c:
+            c.upgrade("/leaky")
+            c.send_text(message)
+            self.assertEqual(c.recv_text(5),
+                             "leaked" if message == "leak" else message)
+            c.send_close(1000)
+            c.expect_close(1000, timeout=5)
+        mark = srv.mark()
+        srv.proc.send_signal(signal.SIGTERM)
+        rc = srv.wait(20)
+        return rc, srv.log_since(mark), srv
+
+    def test_clean_worker_exit_reports_nothing(self):
+        rc, log, srv = self.run_worker("no leak")
+        self.assertEqual(rc, 0)
+        self.assertNotIn(LSAN_REPORT, log)
+        self.assertRegex(log, r"event=worker_exit generation=1 slot=0 "
+                         r"child=\d+ status=0\b")
+
+    def test_leaking_worker_is_reported_at_exit(self):
+        rc, log, srv = self.run_worker("leak")
+        # The worker's own check found the 64 blocks (1000 to 1063 bytes)
+        # the app dropped, and its exit status says so.
+        self.assertIn(LSAN_REPORT, log)
+        sizes = {int(n) for n in re.findall(r"Direct leak of (\d+) byte",
+                                            log)}
+        self.assertTrue(sizes & set(range(1000, 1064)), log[-3000:])
+        self.assertRegex(log, r"event=worker_exit generation=1 slot=0 "
+                         r"child=\d+ status=%d\b" % (23 << 8))
+        self.assertEqual(rc, 0, "the master itself leaks nothing")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
