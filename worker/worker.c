@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -268,6 +269,8 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->dead);
     idmap_init(&w->ids);
     w->chan_fd = -1;
+    /* Held for the moment accept finds no fd (worker_refuse_no_fd). */
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->stats = w->stats_all = &w->own_stats;
     w->stats_n = 1;
     w->own_stats.generation = generation;
@@ -399,6 +402,8 @@ worker_free(struct worker *w)
     messaging_destroy(w);
     tlist_set_free(w->timers);
     idmap_destroy(&w->ids);
+    if (w->spare_fd >= 0)
+        close(w->spare_fd);
     free(w->listeners);
     free(w->routes);
     free(w->rbuf);
@@ -482,16 +487,56 @@ worker_over_share(struct worker *w)
 }
 
 /*
+ * Out of fds (EMFILE, ENFILE), the client at the head of the queue still
+ * gets an answer: the spare fd is given up for a moment to accept it and
+ * send the 503 (libev's documented trick), instead of leaving it waiting
+ * for an fd to free. Logged at most once a second. 1: a client was
+ * answered; 0: the queue was empty (accept reports EMFILE before it looks
+ * at the queue); -errno: no spare, or accept failed otherwise.
+ */
+static int
+worker_refuse_no_fd(struct worker *w, struct wlistener *l, int err)
+{
+    ev_tstamp now = ev_now(w->loop);
+    int fd, rc;
+
+    if (w->spare_fd < 0)
+        return -EMFILE;
+    close(w->spare_fd);
+    fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    rc = fd >= 0 ? 1 : errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    if (fd >= 0) {
+        worker_refuse_full(w, fd);
+        if (now - w->nofd_logged >= 1.0) {
+            w->nofd_logged = now;
+            log_err("event=accept_failed error=\"%s\" open=%zu "
+                    "action=refuse_503", strerror(err), w->n_conns);
+        }
+    }
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return rc;
+}
+
+/*
  * accept4 failed. Out of fds or memory the listening socket stays
- * readable, and a level-triggered watcher would spin on it: every
- * listener pauses for a moment (nginx's accept_mutex_delay), and the
- * queued clients wait in the backlog. True if the caller stops its batch.
+ * readable, and a level-triggered watcher would spin on it: unless the
+ * spare fd answers the client, every listener pauses for a moment
+ * (nginx's accept_mutex_delay), and the queued clients wait in the
+ * backlog. True if the caller stops its batch.
  */
 static bool
-worker_accept_failed(struct worker *w, int err)
+worker_accept_failed(struct worker *w, struct wlistener *l, int err)
 {
+    int rc = 0;
+
     if (err == EINTR || err == ECONNABORTED)
         return false;
+    if (err == EMFILE || err == ENFILE) {
+        rc = worker_refuse_no_fd(w, l, err);
+        if (rc >= 0)
+            return rc == 0; /* answered: go on; queue empty: done */
+        err = rc == -EMFILE ? err : -rc;
+    }
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         log_err("event=accept_failed error=\"%s\" open=%zu "
                 "action=pause_500ms", strerror(err), w->n_conns);
@@ -512,7 +557,7 @@ worker_accept_admin(struct worker *w, struct wlistener *l)
 
         if (fd >= 0)
             admin_accept(w, fd);
-        else if (worker_accept_failed(w, errno))
+        else if (worker_accept_failed(w, l, errno))
             return;
     }
 }
@@ -544,7 +589,7 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
-            if (worker_accept_failed(w, errno))
+            if (worker_accept_failed(w, l, errno))
                 return;
             continue;
         }

@@ -69,6 +69,8 @@ struct worker {
     struct wlistener *listeners;
     size_t n_listeners;
     ev_timer accept_retry;
+    int spare_fd;             /* /dev/null, given up to answer at EMFILE */
+    ev_tstamp nofd_logged;
     uint8_t *rbuf;            /* the one read buffer (DESIGN §8) */
     size_t rbuf_size;
     struct idmap ids;         /* serial -> open connection */

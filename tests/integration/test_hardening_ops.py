@@ -439,6 +439,43 @@ class NofileClamp(MasterTestCase):
         self.assertNotIn("accept_failed", srv.log(),
                          "the worker ran out of fds")
 
+    def test_out_of_fds_clients_get_503(self):
+        # An app that takes every fd left: accept fails with EMFILE. The
+        # clients must still be answered, and the loop must not spin.
+        srv = self.start_master(
+            workers=1, argv_prefix=["prlimit", "--nofile=%d:%d"
+                                    % (self.NOFILE, self.NOFILE)],
+            extra="[route /leaky]\napp = {build}/leaky.so\n")
+        hog = WSClient(srv.port)
+        self._clients.append(hog)
+        hog.upgrade("/leaky")
+        hog.send_text("hogfds")
+        got = hog.recv_text(5)
+        self.assertRegex(got, r"^hogged [1-9]\d*$")
+        mark = srv.mark()
+        t0 = time.monotonic()
+        for i in range(5):
+            st, secs, raw = http_raw(srv.port, b"GET /echo HTTP/1.1\r\n"
+                                     b"Host: x\r\n\r\n", timeout=3)
+            self.assertEqual(st, 503, "client %d at EMFILE got %r after "
+                             "%.2f s" % (i, raw, secs))
+            self.assertLess(secs, 1.0)
+        spent = time.monotonic() - t0
+        log = srv.log_since(mark)
+        lines = re.findall(r"event=accept_failed error=\"Too many open "
+                           r"files\" open=\d+ action=refuse_503", log)
+        self.assertGreaterEqual(len(lines), 1, log)
+        self.assertLessEqual(len(lines), int(spent) + 1,
+                             "accept_failed not rate-limited:\n" + log)
+        self.assertNotIn("pause_500ms", log)
+        hog.send_text("unhog")
+        self.assertEqual(hog.recv_text(5), got.replace("hogged", "unhogged"))
+        c = WSClient(srv.port)
+        self._clients.append(c)
+        c.upgrade("/echo")
+        c.send_text("back")
+        self.assertEqual(c.recv_text(5), "back")
+
 
 # ---- 7: the stop window --------------------------------------------------------
 
