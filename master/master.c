@@ -1596,6 +1596,7 @@ ctl_listen(struct master *m, const char *runtime_dir, const char *user,
     ctl_path(runtime_dir, m->ctl_sock, sizeof(m->ctl_sock));
     if (strlen(m->ctl_sock) >= sizeof(sa.sun_path)) {
         snprintf(err, errlen, "runtime_dir path too long: %s", runtime_dir);
+        m->ctl_sock[0] = '\0'; /* not ours to unlink */
         return -1;
     }
     strcpy(sa.sun_path, m->ctl_sock);
@@ -1734,30 +1735,32 @@ master_run(const char *cfg_path, const struct config *first)
     if (m.loop == NULL || m.shm == MAP_FAILED || m.stats == MAP_FAILED ||
         m.cfg_path == NULL) {
         fprintf(stderr, "sockd: cannot set up the master\n");
+        free(m.cfg_path);
         return 1;
     }
     ev_set_userdata(m.loop, &m);
     if (ctl_listen(&m, first->server.runtime_dir, first->server.user, err,
                    sizeof(err)) != 0) {
         fprintf(stderr, "sockd: %s\n", err);
-        m.shm = NULL;
-        return 1;
+        goto fail;
     }
     take_listen_fds(&m);
     if (tls_ticket_keys_generate(&m.ticket_keys) != 0) {
         fprintf(stderr, "sockd: cannot make TLS ticket keys\n");
-        return 1;
+        goto fail;
     }
     master_start_watchers(&m, watchdog);
-    if (master_reload(&m) != 0) {
-        master_cleanup(&m);
-        free(m.cfg_path);
-        return 1;
-    }
+    if (master_reload(&m) != 0)
+        goto fail;
     drop_unused_activated(&m);
     ev_run(m.loop, 0);
     log_info("event=exit code=%d", m.exit_code);
     master_cleanup(&m);
     free(m.cfg_path);
     return m.exit_code;
+
+fail:
+    master_cleanup(&m);
+    free(m.cfg_path);
+    return 1;
 }
