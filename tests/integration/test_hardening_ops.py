@@ -14,7 +14,8 @@
   duplicated one 400.
 - An explicit max_connections over what RLIMIT_NOFILE allows is clamped
   (one warn line with both numbers) and the clients beyond it get 503,
-  not a hang.
+  not a hang; and when an app takes every fd (EMFILE), waiting clients
+  still get a 503 at once, the log line is rate-limited, nothing spins.
 - A stop (TERM, or the master dying) closes the listening sockets at
   once: a new client is refused while the old ones still drain; a reload
   never refuses one.
