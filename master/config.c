@@ -1535,6 +1535,7 @@ config_new(const char *name)
         .worker_heartbeat_timeout_ms = 10000,
     };
     config_route_opts_default(&c->defaults);
+    c->admin.l.backlog = 511; /* [listen]'s default: a burst of scrapes */
     if (c->path == NULL || c->server.runtime_dir == NULL) {
         config_free(c);
         return NULL;

@@ -172,9 +172,7 @@ run_single(const struct config *cfg)
              (unsigned long long)w->stats->handshake_failed);
     ev_signal_stop(loop, &hup);
     ev_signal_stop(loop, &usr1);
-    worker_free(w);
-    for (size_t i = 0; i < cfg->n_listeners + (cfg->admin.listen != NULL); i++)
-        close(fds[i]);
+    worker_free(w); /* closes the listening sockets */
     free(fds);
     return 0;
 }

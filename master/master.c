@@ -31,6 +31,7 @@
 #include "common.h"
 #include "config.h"
 #include "ctl.h"
+#include "leakcheck.h"
 #include "log.h"
 #include "messaging.h"
 #include "notify.h"
@@ -481,7 +482,11 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
              g->id, (unsigned long long)w->stats->accepted,
              (unsigned long long)w->stats->opened);
     worker_free(w);
-    _exit(0);
+    free(keep);
+    ev_loop_destroy(loop);
+    /* _exit skips the leak check exit() runs in a sanitizer build, and
+       exit() would run the master's atexit work in a worker. */
+    _exit(leakcheck_found_leaks() ? LEAKCHECK_EXIT_STATUS : 0);
 }
 
 static void wproc_on_chan(struct ev_loop *loop, ev_io *io, int revents);
@@ -1247,6 +1252,13 @@ master_stop(struct master *m, bool fast)
     grace = fast ? 1000 : m->active ? m->active->cfg->server.shutdown_timeout_ms
                                     : 1000;
     log_info("event=stopping mode=%s", fast ? "fast" : "graceful");
+    /* Nobody will accept again: with our copies closed (and the workers
+       closing theirs) a new client is refused at once instead of sitting
+       in a backlog until the last worker exits and it gets a reset. A
+       reload never comes here: the sockets outlive generations. */
+    for (struct mlisten *ml = m->listens; ml != NULL; ml = ml->next)
+        ml->used = false;
+    listens_prune(m);
     notify_send("EXTEND_TIMEOUT_USEC=%llu",
                 (unsigned long long)(grace + 2000) * 1000ULL);
     for (struct generation *g = m->gens; g != NULL; g = g->next)
@@ -1493,6 +1505,84 @@ ctl_on_accept(struct ev_loop *loop, ev_io *io, int revents)
     ev_timer_start(loop, &c->timeout);
 }
 
+/* Why an existing runtime_dir of owner uid and mode may not be used, or
+   NULL: only root, we or the workers' user may own it, and nobody else
+   may write to it (they could plant sockets and links in it). */
+static const char *
+runtime_dir_unsafe(const struct stat *st, const struct passwd *pw)
+{
+    if (!S_ISDIR(st->st_mode))
+        return "not a directory";
+    if (st->st_uid != 0 && st->st_uid != geteuid() &&
+        (pw == NULL || st->st_uid != pw->pw_uid))
+        return "owned by another user";
+    if (st->st_mode & (S_IWGRP | S_IWOTH))
+        return "writable by group or others";
+    return NULL;
+}
+
+/*
+ * Creates runtime_dir (0750), or checks the one that exists: never a
+ * symbolic link, never a directory someone else owns or can write to.
+ * The directory is opened without following links and changed through
+ * that fd, so nothing swapped in after the check is chowned. With
+ * `user =` (as root) it goes to that user: the workers create their bus
+ * sockets in it. 0, or -1 with a message in err.
+ */
+static int
+runtime_dir_prepare(const char *dir, const char *user, char *err,
+                    size_t errlen)
+{
+    struct passwd *pw = NULL;
+    const char *why;
+    struct stat st;
+    bool created;
+    int fd;
+
+    if (user != NULL && geteuid() == 0 && (pw = getpwnam(user)) == NULL) {
+        snprintf(err, errlen, "user %s does not exist", user);
+        return -1;
+    }
+    created = mkdir(dir, 0750) == 0;
+    if (!created && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create runtime_dir %s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+        snprintf(err, errlen, "runtime_dir %s is a symbolic link: refusing "
+                 "it (make it a directory owned by root or the service "
+                 "user)", dir);
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot open runtime_dir %s: %s", dir,
+                 strerror(errno));
+        goto fail;
+    }
+    if (created) {
+        if (fchmod(fd, 0750) != 0) /* whatever the umask took */
+            log_warn("event=chmod_failed path=%s error=\"%s\"", dir,
+                     strerror(errno));
+    } else if ((why = runtime_dir_unsafe(&st, pw)) != NULL) {
+        snprintf(err, errlen, "runtime_dir %s is unsafe: %s (uid %u, mode "
+                 "%04o); refusing it", dir, why, (unsigned)st.st_uid,
+                 (unsigned)(st.st_mode & 07777));
+        goto fail;
+    }
+    if (pw != NULL && fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
+        log_warn("event=chown_failed path=%s error=\"%s\"", dir,
+                 strerror(errno));
+    close(fd);
+    return 0;
+
+fail:
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
 static int
 ctl_listen(struct master *m, const char *runtime_dir, const char *user,
            char *err, size_t errlen)
@@ -1501,26 +1591,12 @@ ctl_listen(struct master *m, const char *runtime_dir, const char *user,
     int fd, probe;
     mode_t old;
 
-    if (mkdir(runtime_dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create runtime_dir %s: %s",
-                 runtime_dir, strerror(errno));
+    if (runtime_dir_prepare(runtime_dir, user, err, errlen) != 0)
         return -1;
-    }
-    if (user != NULL && geteuid() == 0) {
-        struct passwd *pw = getpwnam(user);
-
-        if (pw == NULL) {
-            snprintf(err, errlen, "user %s does not exist", user);
-            return -1;
-        }
-        /* Workers create their bus sockets here. */
-        if (chown(runtime_dir, pw->pw_uid, pw->pw_gid) != 0)
-            log_warn("event=chown_failed path=%s error=\"%s\"", runtime_dir,
-                     strerror(errno));
-    }
     ctl_path(runtime_dir, m->ctl_sock, sizeof(m->ctl_sock));
     if (strlen(m->ctl_sock) >= sizeof(sa.sun_path)) {
         snprintf(err, errlen, "runtime_dir path too long: %s", runtime_dir);
+        m->ctl_sock[0] = '\0'; /* not ours to unlink */
         return -1;
     }
     strcpy(sa.sun_path, m->ctl_sock);
@@ -1659,30 +1735,32 @@ master_run(const char *cfg_path, const struct config *first)
     if (m.loop == NULL || m.shm == MAP_FAILED || m.stats == MAP_FAILED ||
         m.cfg_path == NULL) {
         fprintf(stderr, "sockd: cannot set up the master\n");
+        free(m.cfg_path);
         return 1;
     }
     ev_set_userdata(m.loop, &m);
     if (ctl_listen(&m, first->server.runtime_dir, first->server.user, err,
                    sizeof(err)) != 0) {
         fprintf(stderr, "sockd: %s\n", err);
-        m.shm = NULL;
-        return 1;
+        goto fail;
     }
     take_listen_fds(&m);
     if (tls_ticket_keys_generate(&m.ticket_keys) != 0) {
         fprintf(stderr, "sockd: cannot make TLS ticket keys\n");
-        return 1;
+        goto fail;
     }
     master_start_watchers(&m, watchdog);
-    if (master_reload(&m) != 0) {
-        master_cleanup(&m);
-        free(m.cfg_path);
-        return 1;
-    }
+    if (master_reload(&m) != 0)
+        goto fail;
     drop_unused_activated(&m);
     ev_run(m.loop, 0);
     log_info("event=exit code=%d", m.exit_code);
     master_cleanup(&m);
     free(m.cfg_path);
     return m.exit_code;
+
+fail:
+    master_cleanup(&m);
+    free(m.cfg_path);
+    return 1;
 }

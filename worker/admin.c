@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <http_parser.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,12 @@ hexval(char c)
     return -1;
 }
 
-/* The percent-decoded value of key in query, or -1 if absent/bad. */
+/*
+ * The percent-decoded value of key in query, or -1 if absent or bad: a
+ * broken escape, too long, or a control character or NUL once decoded
+ * (a topic "room%00junk" must not become "room" further down, where
+ * names are C strings).
+ */
 static int
 query_get(const char *query, const char *key, char *out, size_t size)
 {
@@ -120,7 +126,7 @@ query_get(const char *query, const char *key, char *out, size_t size)
             } else if (ch == '+') {
                 ch = ' ';
             }
-            if (o + 1 >= size)
+            if (ch < 0x20 || ch == 0x7f || o + 1 >= size)
                 return -1;
             out[o++] = (char)ch;
         }
@@ -128,6 +134,34 @@ query_get(const char *query, const char *key, char *out, size_t size)
         return (int)o;
     }
     return -1;
+}
+
+/*
+ * A connection id as /send takes it: decimal digits, or 0x and 1 to 16
+ * hex digits; nothing else (no sign, no space, no octal, nothing after)
+ * and no wrap past 2^64-1. 0 is no connection. 0 or -EINVAL.
+ */
+static int
+parse_id(const char *s, uint64_t *id)
+{
+    bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    unsigned base = hex ? 16 : 10;
+    uint64_t v = 0;
+
+    s += hex ? 2 : 0;
+    if (*s == '\0')
+        return -EINVAL;
+    for (; *s != '\0'; s++) {
+        int d = hex ? hexval(*s) : (*s >= '0' && *s <= '9' ? *s - '0' : -1);
+
+        if (d < 0 || v > (UINT64_MAX - (unsigned)d) / base)
+            return -EINVAL;
+        v = v * base + (unsigned)d;
+    }
+    if (v == 0)
+        return -EINVAL;
+    *id = v;
+    return 0;
 }
 
 /* ---- Metrics ----------------------------------------------------------- */
@@ -291,11 +325,10 @@ admin_handle(struct admin_conn *a)
         admin_text(a, rc == 0 ? 202 : 503, rc == 0 ? "published\n"
                                                    : "publish failed\n");
     } else if (strcmp(path, "/send") == 0 && post) {
-        char *end;
-        unsigned long long id;
+        uint64_t id;
 
         if (query_get(query, "id", arg, sizeof(arg)) < 1 ||
-            (id = strtoull(arg, &end, 0), *end != '\0') || id == 0) {
+            parse_id(arg, &id) != 0) {
             admin_text(a, 400, "need ?id=CONNECTION_ID (decimal or 0x hex)\n");
             return;
         }
@@ -346,6 +379,22 @@ on_body(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* A declared body over the limit is refused now, not after the client
+   spent the timeout sending it. http-parser itself refuses a
+   Content-Length that is not a number, or one given twice. */
+static int
+on_headers_complete(http_parser *p)
+{
+    struct admin_conn *a = p->data;
+
+    if (p->content_length != ULLONG_MAX &&
+        p->content_length > ADMIN_MAX_BODY) {
+        a->too_big = true;
+        return -1;
+    }
+    return 0;
+}
+
 static int
 on_complete(http_parser *p)
 {
@@ -358,6 +407,7 @@ on_complete(http_parser *p)
 
 static const http_parser_settings admin_settings = {
     .on_url = on_url,
+    .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_complete,
 };

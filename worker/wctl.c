@@ -207,11 +207,7 @@ worker_drain(struct worker *w)
     wctl_send(w, "draining"); /* the master answers the reload now */
     /* Our copies of the listening sockets go: a reuseport socket of a slot
        the new generation no longer has must leave the kernel's group. */
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (w->listeners[i].fd >= 0)
-            close(w->listeners[i].fd);
-        w->listeners[i].fd = -1;
-    }
+    worker_close_listeners(w);
     log_info("event=drain open=%zu drain_timeout_ms=%u", w->n_conns,
              s->drain_timeout_ms);
     for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -140,24 +141,66 @@ worker_route_find(struct worker *w, const char *path)
     return NULL;
 }
 
-static uint32_t
-default_max_conns(void)
+/*
+ * The soft RLIMIT_NOFILE, raised to the hard limit first: a WebSocket
+ * server holds an fd per client, whatever max_connections says.
+ */
+static rlim_t
+raise_nofile(void)
 {
     struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return 1024;
-    /* Use what the hard limit allows: a WebSocket server holds many fds. */
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+            getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return 1024;
     }
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1u << 24)
+    return rl.rlim_cur;
+}
+
+/*
+ * Connections the fds allow: the limit less what the worker holds
+ * besides clients (listeners, the channel, bus sockets to and from the
+ * workers of two generations, Redis, logs, app files), so that at the
+ * limit accept still gets an fd to answer 503 with instead of EMFILE.
+ */
+static uint32_t
+nofile_max_conns(const struct config *cfg, rlim_t nofile)
+{
+    long workers = cfg->server.workers;
+    rlim_t reserve;
+
+    if (workers < 0)
+        workers = sysconf(_SC_NPROCESSORS_ONLN);
+    reserve = WORKER_FD_RESERVE + cfg->n_listeners + 1 +
+              4 * (rlim_t)MAX(workers, 1);
+    if (nofile == RLIM_INFINITY || nofile > (1u << 24) + reserve)
         return 1u << 24;
-    if (rl.rlim_cur <= WORKER_FD_RESERVE * 2)
-        return (uint32_t)rl.rlim_cur / 2;
-    return (uint32_t)rl.rlim_cur - WORKER_FD_RESERVE;
+    if (nofile <= reserve * 2)
+        return (uint32_t)(nofile / 2);
+    return (uint32_t)(nofile - reserve);
+}
+
+/* max_connections, or what the fds allow if that is less (logged once,
+   by slot 0), or 0: derived from the fds. */
+static uint32_t
+worker_max_conns(const struct config *cfg, uint8_t slot)
+{
+    rlim_t nofile = raise_nofile();
+    uint32_t allowed = nofile_max_conns(cfg, nofile);
+    uint32_t want = cfg->server.max_connections;
+
+    if (want == 0)
+        return allowed;
+    if (want > allowed && slot == 0)
+        log_warn("event=max_connections_clamped max_connections=%u "
+                 "allowed=%u nofile=%llu reason=\"RLIMIT_NOFILE too low; "
+                 "raise LimitNOFILE= or ulimit -n\"", want, allowed,
+                 (unsigned long long)nofile);
+    return MIN(want, allowed);
 }
 
 int
@@ -226,6 +269,8 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->dead);
     idmap_init(&w->ids);
     w->chan_fd = -1;
+    /* Held for the moment accept finds no fd (worker_refuse_no_fd). */
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->stats = w->stats_all = &w->own_stats;
     w->stats_n = 1;
     w->own_stats.generation = generation;
@@ -260,8 +305,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
         l->admin = true;
         ev_io_init(&l->io, worker_on_accept, l->fd, EV_READ);
     }
-    w->max_conns = cfg->server.max_connections ? cfg->server.max_connections
-                                               : default_max_conns();
+    w->max_conns = worker_max_conns(cfg, slot);
     messaging_init(w);
     ev_prepare_init(&w->prepare, worker_on_prepare);
     ev_prepare_start(loop, &w->prepare);
@@ -333,6 +377,8 @@ worker_free(struct worker *w)
     for (size_t i = 0; i < w->n_listeners; i++) {
         ev_io_stop(w->loop, &w->listeners[i].io);
         tls_ctx_free(w->listeners[i].tls);
+        if (w->listeners[i].fd >= 0)
+            close(w->listeners[i].fd);
     }
     wctl_detach(w);
     bus_free(w->bus);
@@ -356,6 +402,8 @@ worker_free(struct worker *w)
     messaging_destroy(w);
     tlist_set_free(w->timers);
     idmap_destroy(&w->ids);
+    if (w->spare_fd >= 0)
+        close(w->spare_fd);
     free(w->listeners);
     free(w->routes);
     free(w->rbuf);
@@ -438,6 +486,82 @@ worker_over_share(struct worker *w)
     return now - w->stepped_back_since < 0.05;
 }
 
+/*
+ * Out of fds (EMFILE, ENFILE), the client at the head of the queue still
+ * gets an answer: the spare fd is given up for a moment to accept it and
+ * send the 503 (libev's documented trick), instead of leaving it waiting
+ * for an fd to free. Logged at most once a second. 1: a client was
+ * answered; 0: the queue was empty (accept reports EMFILE before it looks
+ * at the queue); -errno: no spare, or accept failed otherwise.
+ */
+static int
+worker_refuse_no_fd(struct worker *w, struct wlistener *l, int err)
+{
+    ev_tstamp now = ev_now(w->loop);
+    int fd, rc;
+
+    if (w->spare_fd < 0)
+        return -EMFILE;
+    close(w->spare_fd);
+    fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    rc = fd >= 0 ? 1 : errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    if (fd >= 0) {
+        worker_refuse_full(w, fd);
+        if (now - w->nofd_logged >= 1.0) {
+            w->nofd_logged = now;
+            log_err("event=accept_failed error=\"%s\" open=%zu "
+                    "action=refuse_503", strerror(err), w->n_conns);
+        }
+    }
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return rc;
+}
+
+/*
+ * accept4 failed. Out of fds or memory the listening socket stays
+ * readable, and a level-triggered watcher would spin on it: unless the
+ * spare fd answers the client, every listener pauses for a moment
+ * (nginx's accept_mutex_delay), and the queued clients wait in the
+ * backlog. True if the caller stops its batch.
+ */
+static bool
+worker_accept_failed(struct worker *w, struct wlistener *l, int err)
+{
+    int rc = 0;
+
+    if (err == EINTR || err == ECONNABORTED)
+        return false;
+    if (err == EMFILE || err == ENFILE) {
+        rc = worker_refuse_no_fd(w, l, err);
+        if (rc >= 0)
+            return rc == 0; /* answered: go on; queue empty: done */
+        err = rc == -EMFILE ? err : -rc;
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        log_err("event=accept_failed error=\"%s\" open=%zu "
+                "action=pause_500ms", strerror(err), w->n_conns);
+        worker_accepting(w, false);
+        ev_timer_set(&w->accept_retry, 0.5, 0.);
+        ev_timer_start(w->loop, &w->accept_retry);
+    }
+    return true;
+}
+
+/* The [admin] listener: a batch per wakeup, so a burst of scrapes is not
+   served one per loop turn. */
+static void
+worker_accept_admin(struct worker *w, struct wlistener *l)
+{
+    for (int i = 0; i < WORKER_ACCEPTS_PER_WAKEUP; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0)
+            admin_accept(w, fd);
+        else if (worker_accept_failed(w, l, errno))
+            return;
+    }
+}
+
 static void
 worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -447,10 +571,7 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)revents;
     if (l->admin) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd >= 0)
-            admin_accept(w, fd);
+        worker_accept_admin(w, l);
         return;
     }
     /* A reuseport socket is this slot's alone: stepping back would only
@@ -468,17 +589,9 @@ worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                errno == ENOMEM) {
-                log_err("event=accept_failed error=\"%s\" action=pause_500ms",
-                        strerror(errno));
-                worker_accepting(w, false);
-                ev_timer_set(&w->accept_retry, 0.5, 0.);
-                ev_timer_start(loop, &w->accept_retry);
-            }
-            return;
+            if (worker_accept_failed(w, l, errno))
+                return;
+            continue;
         }
         if (w->n_conns >= w->max_conns) {
             worker_refuse_full(w, fd);
@@ -499,11 +612,22 @@ worker_stop_accepting(struct worker *w)
 }
 
 void
+worker_close_listeners(struct worker *w)
+{
+    worker_stop_accepting(w);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i].fd >= 0)
+            close(w->listeners[i].fd);
+        w->listeners[i].fd = -1;
+    }
+}
+
+void
 worker_fast_stop(struct worker *w)
 {
     log_info("event=fast_stop open=%zu", w->n_conns);
     w->stopping = true;
-    worker_stop_accepting(w);
+    worker_close_listeners(w);
     while (!list_empty(&w->conns))
         conn_abort(container_of(w->conns.next, struct conn, link));
     ev_break(w->loop, EVBREAK_ALL);
@@ -538,7 +662,10 @@ worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms)
     /* Also during a reload drain: the server is stopping now. */
     w->shutting_down = true;
     w->stopping = true;
-    worker_stop_accepting(w);
+    /* Stopping, not reloading: nobody will accept on these again, so a
+       new client is refused now instead of waiting in a backlog for a
+       reset. Our copy closes; the master closes its own. */
+    worker_close_listeners(w);
     ev_timer_stop(w->loop, &w->stop_timer);
     log_info("event=shutdown open=%zu code=%u", w->n_conns, code);
     for (l = w->conns.next; l != &w->conns; l = next) {

@@ -69,6 +69,8 @@ struct worker {
     struct wlistener *listeners;
     size_t n_listeners;
     ev_timer accept_retry;
+    int spare_fd;             /* /dev/null, given up to answer at EMFILE */
+    ev_tstamp nofd_logged;
     uint8_t *rbuf;            /* the one read buffer (DESIGN §8) */
     size_t rbuf_size;
     struct idmap ids;         /* serial -> open connection */
@@ -124,7 +126,8 @@ struct worker {
 /*
  * Creates a worker on loop for cfg, with listening sockets fds[i] matching
  * cfg->listeners[i] (already bound and listening), then the [admin] one if
- * configured (fds[n_listeners]). The apps come with worker_load_apps.
+ * configured (fds[n_listeners]). On success the worker owns those fds
+ * (worker_free closes them). The apps come with worker_load_apps.
  * Returns NULL with a message in err on failure.
  */
 struct worker *worker_new(struct ev_loop *loop, const struct config *cfg,
@@ -156,6 +159,9 @@ void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
 void worker_start(struct worker *w);
 /* Stops accepting on every listener (for good, or until resumed). */
 void worker_stop_accepting(struct worker *w);
+/* Stops accepting for good and closes this process's copies of the
+   listening sockets. */
+void worker_close_listeners(struct worker *w);
 /* INT: drop every connection without a close frame and leave the loop. */
 void worker_fast_stop(struct worker *w);
 /* Graceful stop: stop accepting, close every connection with code (0: each
