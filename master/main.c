@@ -21,7 +21,10 @@
 #include "log.h"
 #include "worker.h"
 
+/* CMake sets it from the configured sysconfdir (/etc with prefix /usr). */
+#ifndef SOCKD_DEFAULT_CONFIG
 #define SOCKD_DEFAULT_CONFIG "/etc/sockd/sockd.conf"
+#endif
 
 static void
 usage(FILE *out)

@@ -17,6 +17,10 @@
 #include "config.h"
 #include "ctl.h"
 
+#ifndef SOCKD_DEFAULT_CONFIG
+#define SOCKD_DEFAULT_CONFIG "/etc/sockd/sockd.conf"
+#endif
+
 static void
 usage(FILE *out)
 {
@@ -25,7 +29,7 @@ usage(FILE *out)
                  "       sockctl [-c FILE] publish TOPIC MESSAGE\n"
                  "       sockctl [-c FILE] send ID MESSAGE\n"
                  "  -c FILE    sockd's configuration (for its runtime_dir; "
-                 "default /etc/sockd/sockd.conf)\n"
+                 "default " SOCKD_DEFAULT_CONFIG ")\n"
                  "  -S SOCKET  the control socket itself\n");
 }
 
@@ -112,7 +116,7 @@ admin_post(const char *cfg_path, const char *target, const char *body)
 int
 main(int argc, char **argv)
 {
-    const char *cfg = "/etc/sockd/sockd.conf", *sock = NULL;
+    const char *cfg = SOCKD_DEFAULT_CONFIG, *sock = NULL;
     char path[512];
     int opt;
 
