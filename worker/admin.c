@@ -20,6 +20,7 @@
 #include "common.h"
 #include "log.h"
 #include "messaging.h"
+#include "procstat.h"
 #include "worker.h"
 
 #define ADMIN_MAX_URL 2048
@@ -197,6 +198,11 @@ static const struct stat_metric stat_metrics[] = {
       "master replaces them.", STAT(workers_died) },
     { "sock_workers_hung_total", "counter",
       "Workers killed for not answering heartbeats.", STAT(workers_hung) },
+    { "sock_reloads_total", "counter",
+      "Reloads that replaced the active generation.", STAT(reloads) },
+    { "sock_reload_failures_total", "counter",
+      "Reloads refused or failed; the old generation kept serving.",
+      STAT(reloads_failed) },
     { "sock_redis_connected", "gauge",
       "Workers whose Redis bridge is up.", REDIS(connected) },
     { "sock_redis_connects_total", "counter",
@@ -216,13 +222,89 @@ static const struct stat_metric stat_metrics[] = {
       REDIS(unrouted) },
 };
 
+/*
+ * The standard process_* metrics for sockd as a whole: the master and
+ * every live worker summed (CPU, memory, descriptors), and the start time
+ * of the oldest, the master. Processes /proc will not show are skipped.
+ */
+static size_t
+process_metrics(struct worker *w, char *buf, size_t size, size_t off)
+{
+    pid_t pids[w->stats_n + 2];
+    size_t n = 0;
+    struct procstat sum = { 0 }, st;
+    int len;
+
+    if (w->cfg->server.workers != 0)
+        pids[n++] = getppid();
+    pids[n++] = getpid();
+    for (size_t i = 0; i < w->stats_n; i++)
+        if (w->stats_all[i].pid != 0 &&
+            (pid_t)w->stats_all[i].pid != getpid())
+            pids[n++] = (pid_t)w->stats_all[i].pid;
+    for (size_t i = 0; i < n; i++) {
+        if (procstat_read(pids[i], &st) != 0)
+            continue;
+        sum.cpu_seconds += st.cpu_seconds;
+        sum.rss_bytes += st.rss_bytes;
+        sum.open_fds += st.open_fds;
+        if (sum.start_time == 0 || st.start_time < sum.start_time)
+            sum.start_time = st.start_time;
+    }
+    if (off >= size)
+        return off;
+    len = snprintf(buf + off, size - off,
+                   "# HELP process_cpu_seconds_total User and system CPU "
+                   "time of sockd's processes, in seconds.\n"
+                   "# TYPE process_cpu_seconds_total counter\n"
+                   "process_cpu_seconds_total %.2f\n"
+                   "# HELP process_resident_memory_bytes Resident memory "
+                   "of sockd's processes, in bytes.\n"
+                   "# TYPE process_resident_memory_bytes gauge\n"
+                   "process_resident_memory_bytes %llu\n"
+                   "# HELP process_open_fds Open file descriptors of "
+                   "sockd's processes.\n"
+                   "# TYPE process_open_fds gauge\n"
+                   "process_open_fds %llu\n"
+                   "# HELP process_start_time_seconds Start time of the "
+                   "sockd master since the epoch, in seconds.\n"
+                   "# TYPE process_start_time_seconds gauge\n"
+                   "process_start_time_seconds %.2f\n",
+                   sum.cpu_seconds, (unsigned long long)sum.rss_bytes,
+                   (unsigned long long)sum.open_fds, sum.start_time);
+    return len < 0 ? off : off + (size_t)len;
+}
+
+/* sock_build_info and sock_generation: labels and gauges, no sums. */
+static size_t
+build_metrics(struct worker *w, char *buf, size_t size, size_t off)
+{
+    uint32_t gen = 0;
+    int len;
+
+    for (size_t i = 0; i < w->stats_n; i++)
+        if (w->stats_all[i].pid != 0)
+            gen = MAX(gen, w->stats_all[i].generation);
+    if (off >= size)
+        return off;
+    len = snprintf(buf + off, size - off,
+                   "# HELP sock_build_info The sockd build serving this.\n"
+                   "# TYPE sock_build_info gauge\n"
+                   "sock_build_info{version=\"%s\"} 1\n"
+                   "# HELP sock_generation The newest generation of "
+                   "workers (1 at start, +1 per reload).\n"
+                   "# TYPE sock_generation gauge\n"
+                   "sock_generation %u\n", SOCK_VERSION, gen);
+    return len < 0 ? off : off + (size_t)len;
+}
+
 static void
 admin_metrics(struct admin_conn *a)
 {
     struct worker *w = a->w;
     struct worker_stats sum = { 0 };
     uint64_t workers = 0;
-    char buf[8192];
+    char buf[12288];
     size_t o = 0;
 
     for (size_t i = 0; i < w->stats_n; i++) {
@@ -235,6 +317,7 @@ admin_metrics(struct admin_conn *a)
         sum.open += s->open;
         sum.redis.connected += s->redis.connected;
     }
+    o = build_metrics(w, buf, sizeof(buf), o);
     o = metric(buf, sizeof(buf), o, "sock_workers", "gauge",
                "Workers whose counters are summed here.", workers);
     for (size_t i = 0; i < ARRAY_SIZE(stat_metrics); i++) {
@@ -246,6 +329,7 @@ admin_metrics(struct admin_conn *a)
         memcpy(&v, (const char *)&sum + m->off, sizeof(v));
         o = metric(buf, sizeof(buf), o, m->name, m->type, m->help, v);
     }
+    o = process_metrics(w, buf, sizeof(buf), o);
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,
                 MIN(o, sizeof(buf)));
 }

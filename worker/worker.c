@@ -302,6 +302,8 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->redis.connects += s->redis.connects;
     sum->workers_died += s->workers_died;
     sum->workers_hung += s->workers_hung;
+    sum->reloads += s->reloads;
+    sum->reloads_failed += s->reloads_failed;
 }
 
 void

@@ -54,6 +54,8 @@ struct worker_stats {
     struct redis_stats redis;     /* the bridge between machines */
     uint64_t workers_died;        /* the master's, in the retired slot: */
     uint64_t workers_hung;        /* abnormal exits; killed by heartbeat */
+    uint64_t reloads;             /* the master's too: generations that */
+    uint64_t reloads_failed;      /* replaced one; reloads refused */
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
 };
