@@ -1200,6 +1200,7 @@ conn_open(struct conn *c, const struct sock_request *r,
     c->state = CONN_OPEN;
     c->inited = true;
     c->w->stats->opened++;
+    c->opened_at = ev_now(c->w->loop);
     c->w->stats->open++;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
     cb_enter(c);

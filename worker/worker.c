@@ -224,12 +224,14 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->flush);
     list_init(&w->pending);
     list_init(&w->dead);
+    list_init(&w->admin_waiting);
     idmap_init(&w->ids);
     w->chan_fd = -1;
     w->stats = w->stats_all = &w->own_stats;
     w->stats_n = 1;
     w->own_stats.generation = generation;
     w->own_stats.pid = (uint32_t)getpid();
+    w->own_stats.slot = slot;
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_size);
     w->timers = tlist_set_new(loop, tlist_expired, w);

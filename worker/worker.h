@@ -58,6 +58,7 @@ struct worker_stats {
     uint64_t reloads_failed;      /* replaced one; reloads refused */
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
+    uint32_t slot;                /* the worker's, for admin requests */
 };
 
 struct worker {
@@ -82,6 +83,8 @@ struct worker {
     struct list flush;        /* connections with output to write */
     struct list pending;      /* connections with infos or stashed input */
     struct list dead;         /* torn down, freed before the next poll */
+    struct list admin_waiting; /* admin requests other workers owe answers */
+    uint64_t admin_next_req;
     ev_prepare prepare;
     ev_idle idle;
     ev_signal sig_term, sig_quit, sig_int;
