@@ -1722,9 +1722,10 @@ format_value(const struct key *k, const void *base, char *buf, size_t n)
     format_bound(k->type, v, buf, n);
 }
 
-/* Every key of scope in base, unset strings and lists as comments. */
+/* Every key of scope in base, unset strings and lists as comments; all
+   of them as comments in a section that is off. */
 static void
-dump_keys(FILE *out, unsigned scope, const void *base)
+dump_keys(FILE *out, unsigned scope, const void *base, bool off)
 {
     char val[4096];
 
@@ -1740,7 +1741,7 @@ dump_keys(FILE *out, unsigned scope, const void *base)
             continue;
         }
         format_value(k, base, val, sizeof(val));
-        fprintf(out, "%s = %s\n", k->name, val);
+        fprintf(out, "%s%s = %s\n", off ? "# " : "", k->name, val);
     }
 }
 
@@ -1749,19 +1750,20 @@ config_dump(const struct config *c, FILE *out)
 {
     fprintf(out, "# effective configuration of %s: every key, defaults "
             "included\n[server]\n", c->path);
-    dump_keys(out, SC_SERVER, &c->server);
-    dump_keys(out, SC_OPTS, &c->defaults);
+    dump_keys(out, SC_SERVER, &c->server, false);
+    dump_keys(out, SC_OPTS, &c->defaults, false);
     for (size_t i = 0; i < c->n_listeners; i++) {
         fprintf(out, "\n[listen %s]\n", c->listeners[i].address);
-        dump_keys(out, SC_LISTEN, &c->listeners[i]);
+        dump_keys(out, SC_LISTEN, &c->listeners[i], false);
     }
     for (size_t i = 0; i < c->n_routes; i++) {
         fprintf(out, "\n[route %s]\n", c->routes[i].path);
-        dump_keys(out, SC_ROUTE, &c->routes[i]);
-        dump_keys(out, SC_OPTS, &c->routes[i].opts);
+        dump_keys(out, SC_ROUTE, &c->routes[i], false);
+        dump_keys(out, SC_OPTS, &c->routes[i].opts, false);
     }
-    fprintf(out, "\n[admin]\n");
-    dump_keys(out, SC_ADMIN, &c->admin);
-    fprintf(out, "\n[redis]\n");
-    dump_keys(out, SC_REDIS, &c->redis);
+    /* A section without its address is off, and may not stand empty. */
+    fprintf(out, "\n%s[admin]\n", c->admin.listen ? "" : "# off: ");
+    dump_keys(out, SC_ADMIN, &c->admin, c->admin.listen == NULL);
+    fprintf(out, "\n%s[redis]\n", c->redis.address ? "" : "# off: ");
+    dump_keys(out, SC_REDIS, &c->redis, c->redis.address == NULL);
 }
