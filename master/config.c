@@ -180,6 +180,7 @@ static const struct key keys[] = {
     ADM("listen", listen, KT_STRING, 0, 0),
     RDS("address", address, KT_STRING, 0, 0),
     RDS("prefix", prefix, KT_STRING, 0, 0),
+    RDS("password", password, KT_STRING, 0, 0),
 };
 
 #define N_KEYS ARRAY_SIZE(keys)
@@ -1573,6 +1574,7 @@ config_free(struct config *c)
     free(c->admin.listen);
     free(c->redis.address);
     free(c->redis.prefix);
+    free(c->redis.password);
     free(c->server.runtime_dir);
     free(c->server.user);
     free(c->server.log_file);
@@ -1738,6 +1740,10 @@ dump_keys(FILE *out, unsigned scope, const void *base, bool off)
         if ((k->type == KT_STRING || is_list(k)) &&
             *(void *const *)p == NULL) {
             fprintf(out, "# %s: not set\n", k->name);
+            continue;
+        }
+        if (k->scope == SC_REDIS && strcmp(k->name, "password") == 0) {
+            fprintf(out, "# %s: set, not shown\n", k->name);
             continue;
         }
         format_value(k, base, val, sizeof(val));

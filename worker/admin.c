@@ -252,6 +252,9 @@ static const struct stat_metric stat_metrics[] = {
     { "sock_redis_unrouted_total", "counter",
       "Directed messages no worker of another machine took.",
       REDIS(unrouted) },
+    { "sock_redis_node_id_clashes_total", "counter",
+      "Node registry checks that found this node_id held by another sockd.",
+      REDIS(node_clashes) },
 };
 
 /*
@@ -676,6 +679,8 @@ local_cmd(struct worker *w, struct admin_conn *a, enum admin_cmd cmd,
     }
     c = local_conn(w, id);
     if (c == NULL) {
+        if (cmd == ADMIN_CMD_SEND)
+            w->stats->infos_stale++;    /* as sock_send_info counts it */
         out_add(a, unknown, sizeof(unknown) - 1);
         return 404;
     }
@@ -812,8 +817,11 @@ admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
     a->status = 404;
     a->waiting = ask_peers(a, false, peer_key(SOCK_ID_GENERATION(id),
                                               SOCK_ID_SLOT(id)), cmd, arg);
-    if (a->waiting == 0)
+    if (a->waiting == 0) {
+        if (cmd == ADMIN_CMD_SEND)
+            w->stats->infos_stale++;
         out_add(a, "unknown connection id (no such worker)\n", 39);
+    }
     admin_wait(a);
 }
 

@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
+#include "procstat.h"
 #include "redis.h"
 #include "tls.h"
 #include "wctl.h"
@@ -302,6 +303,7 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->redis.malformed += s->redis.malformed;
     sum->redis.unrouted += s->redis.unrouted;
     sum->redis.connects += s->redis.connects;
+    sum->redis.node_clashes += s->redis.node_clashes;
     sum->workers_died += s->workers_died;
     sum->workers_hung += s->workers_hung;
     sum->reloads += s->reloads;
@@ -579,13 +581,21 @@ worker_start_redis(struct worker *w)
 {
     static const struct redis_ops ops = { .deliver = messaging_bus_deliver };
     const struct redis_cfg *rc = &w->cfg->redis;
-    char err[256];
+    char err[256], host[128] = "", instance[256];
+    pid_t master = w->cfg->server.workers != 0 ? getppid() : getpid();
+    struct procstat ps = { 0 };
 
     if (rc->address == NULL || w->redis != NULL)
         return;
-    w->redis = redis_new(w->loop, rc->address, rc->prefix, w->node,
-                         w->generation, w->slot, &ops, w, &w->stats->redis,
-                         err, sizeof(err));
+    /* The same for every worker of this sockd, across reloads; another
+       sockd (another master, here or elsewhere) differs. */
+    gethostname(host, sizeof(host) - 1);
+    procstat_read(master, &ps);
+    snprintf(instance, sizeof(instance), "%s:%d:%.2f", host, (int)master,
+             ps.start_time);
+    w->redis = redis_new(w->loop, rc->address, rc->prefix, rc->password,
+                         instance, w->node, w->generation, w->slot, &ops, w,
+                         &w->stats->redis, err, sizeof(err));
     if (w->redis == NULL)
         log_err("event=redis_failed error=\"%s\"", err);
 }
