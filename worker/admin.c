@@ -310,6 +310,49 @@ process_metrics(struct worker *w, char *buf, size_t size, size_t off)
     return len < 0 ? off : off + (size_t)len;
 }
 
+/* Closed connections by kind and by error detail (sock.h's enums). */
+static size_t
+close_metrics(const struct worker_stats *sum, char *buf, size_t size,
+              size_t off)
+{
+    static const char *const kinds[WORKER_CLOSE_KINDS] = {
+        "unknown", "normal", "remote", "shutdown", "timeout", "error",
+    };
+    static const char *const errors[WORKER_CLOSE_ERRORS] = {
+        "none", "no_close", "protocol", "utf8", "too_big", "inflate", "io",
+        "backpressure", "app", "inbox",
+    };
+    int n;
+
+    if (off >= size)
+        return off;
+    n = snprintf(buf + off, size - off, "# HELP sock_connections_closed_"
+                 "by_kind_total WebSocket connections closed, by who or what "
+                 "ended them.\n# TYPE sock_connections_closed_by_kind_total "
+                 "counter\n");
+    off = n < 0 ? off : off + (size_t)n;
+    for (size_t i = 1; i < WORKER_CLOSE_KINDS && off < size; i++) {
+        n = snprintf(buf + off, size - off, "sock_connections_closed_by_"
+                     "kind_total{kind=\"%s\"} %llu\n", kinds[i],
+                     (unsigned long long)sum->closed_kind[i]);
+        off = n < 0 ? off : off + (size_t)n;
+    }
+    if (off >= size)
+        return off;
+    n = snprintf(buf + off, size - off, "# HELP sock_connections_closed_"
+                 "by_error_total WebSocket connections closed, by error "
+                 "detail (none: no error).\n# TYPE sock_connections_closed_"
+                 "by_error_total counter\n");
+    off = n < 0 ? off : off + (size_t)n;
+    for (size_t i = 0; i < WORKER_CLOSE_ERRORS && off < size; i++) {
+        n = snprintf(buf + off, size - off, "sock_connections_closed_by_"
+                     "error_total{error=\"%s\"} %llu\n", errors[i],
+                     (unsigned long long)sum->closed_error[i]);
+        off = n < 0 ? off : off + (size_t)n;
+    }
+    return MIN(off, size);
+}
+
 /* sock_build_info and sock_generation: labels and gauges, no sums. */
 static size_t
 build_metrics(struct worker *w, char *buf, size_t size, size_t off)
@@ -339,7 +382,7 @@ admin_metrics(struct admin_conn *a)
     struct worker *w = a->w;
     struct worker_stats sum = { 0 };
     uint64_t workers = 0;
-    char buf[12288];
+    char buf[16384];
     size_t o = 0;
 
     for (size_t i = 0; i < w->stats_n; i++) {
@@ -364,6 +407,7 @@ admin_metrics(struct admin_conn *a)
         memcpy(&v, (const char *)&sum + m->off, sizeof(v));
         o = metric(buf, sizeof(buf), o, m->name, m->type, m->help, v);
     }
+    o = close_metrics(&sum, buf, sizeof(buf), o);
     o = process_metrics(w, buf, sizeof(buf), o);
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,
                 MIN(o, sizeof(buf)));

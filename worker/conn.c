@@ -257,6 +257,10 @@ conn_teardown(struct conn *c)
     sendq_clear(&c->sq);
     if (was_open) {
         w->stats->closed++;
+        w->stats->closed_kind[c->close_kind < WORKER_CLOSE_KINDS ?
+                              c->close_kind : 0]++;
+        w->stats->closed_error[c->close_err < WORKER_CLOSE_ERRORS ?
+                               c->close_err : 0]++;
         w->stats->open--;
         log_debug("event=close conn=%llx peer=%s kind=%d error=%d sent=%u "
                   "peer_code=%u", (unsigned long long)c->id, PEER(c),

@@ -308,6 +308,10 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->workers_hung += s->workers_hung;
     sum->reloads += s->reloads;
     sum->reloads_failed += s->reloads_failed;
+    for (size_t i = 0; i < WORKER_CLOSE_KINDS; i++)
+        sum->closed_kind[i] += s->closed_kind[i];
+    for (size_t i = 0; i < WORKER_CLOSE_ERRORS; i++)
+        sum->closed_error[i] += s->closed_error[i];
 }
 
 void

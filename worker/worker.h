@@ -44,6 +44,9 @@ struct wlistener {
 /* Counters of one worker. Under a master they live in a shared page
    (one slot per worker of every generation) so that the admin endpoint
    of any worker can sum them; each worker writes only its own. */
+#define WORKER_CLOSE_KINDS 6     /* 0 and SOCK_CLOSE_NORMAL..ERROR */
+#define WORKER_CLOSE_ERRORS 10   /* SOCK_ERR_NONE..SOCK_ERR_INBOX */
+
 struct worker_stats {
     uint64_t accepted, opened, closed, refused_full;
     uint64_t handshake_failed, msgs_in, msgs_out, bytes_in, bytes_out;
@@ -59,6 +62,10 @@ struct worker_stats {
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
     uint32_t slot;                /* the worker's, for admin requests */
+    /* Closed connections by sock_close_kind (0: none recorded) and by
+       sock_close_error, for /metrics' labels. */
+    uint64_t closed_kind[WORKER_CLOSE_KINDS];
+    uint64_t closed_error[WORKER_CLOSE_ERRORS];
 };
 
 struct worker {

@@ -11,7 +11,8 @@
   `sockctl send` to an open id on the other worker delivers, to an unknown
   id fails with "unknown connection id" (it used to answer "sent").
 - /metrics: sock_build_info{version=...}, sock_generation and the reload
-  counters across a good and a refused reload, process_* figures.
+  counters across a good and a refused reload, process_* figures, and
+  closes labelled by kind and error (the two admin closes: shutdown, none).
 - A start-up that fails is logged as event=start_failed, not
   reload_failed; lines written to log_file start with a UTC timestamp.
 """
@@ -236,6 +237,23 @@ class AdminTools(MasterTestCase):
                          (0, "closed\n", ""))
         self.assertEqual(parse_close(probes[0].ws.recv_frame().payload)[0],
                          1000)
+        # Both closes are counted as the server's (kind shutdown), no error.
+        victim.ws.send_close(4001)
+        probes[0].ws.send_close(1000)
+
+        def closed():
+            st, t = http_get(self.admin, "/metrics")
+            return t if 'sock_connections_closed_by_kind_total{kind=' \
+                '"shutdown"} 2\n' in t else None
+        text = wait_until(closed, 10, what="2 shutdown closes in /metrics")
+        for kind, n in (("normal", 0), ("remote", 0), ("timeout", 0),
+                        ("error", 0)):
+            self.assertIn('sock_connections_closed_by_kind_total{kind="%s"} '
+                          '%d\n' % (kind, n), text)
+        self.assertIn('sock_connections_closed_by_error_total{error="none"} '
+                      '2\n', text)
+        self.assertIn('sock_connections_closed_by_error_total{error='
+                      '"protocol"} 0\n', text)
 
     def test_metrics(self):
         self.srv = s = self.start_with_admin()
