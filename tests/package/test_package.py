@@ -15,8 +15,9 @@ directory holding sockd_*.deb and libsock-dev_*.deb. It checks, in order:
 - an app written out of tree in a temp dir, built with
   `pkg-config --cflags --libs libsock`: its sock_test.h unit test runs, and
   as a module under the installed sockd (workers = 1, run as user sockd, a
-  free loopback port) it answers a raw WebSocket client; `sockctl status`
-  and `sockctl stop` work and sockd exits 0;
+  free loopback port) it answers a raw WebSocket client, `sockctl conns`
+  lists that client, `sockctl status` and `sockctl stop` work and sockd
+  exits 0;
 - `dpkg --purge` removes both packages (always run, so the machine is left
   as it was but for the system user sockd, which Debian never removes).
 
@@ -193,6 +194,8 @@ def check_units(tmp):
     expect(re.search(r"(?m)^ExecStart=/usr/sbin/sockd -c "
                      r"/etc/sockd/sockd.conf$", unit), "ExecStart= paths")
     run(["/usr/sbin/sockd", "-t"])      # the compiled-in default config
+    p = run(["/usr/sbin/sockd", "--version"])
+    expect(re.fullmatch(r"sockd \d+\.\d+\.\d+\n", p.stdout), p.stdout)
 
 
 def build_app(tmp):
@@ -224,12 +227,13 @@ def wait_port(port, proc, deadline):
 
 
 def serve_app(tmp):
-    port = free_port()
+    port, admin = free_port(), free_port()
     conf = os.path.join(tmp, "sockd.conf")
     with open(conf, "w") as f:
         f.write("[server]\nworkers = 1\nruntime_dir = %s/run\n"
                 "shutdown_timeout = 2s\n\n[listen 127.0.0.1:%d]\n\n"
-                "[route /echo]\napp = %s/app.so\n" % (tmp, port, tmp))
+                "[route /echo]\napp = %s/app.so\n\n[admin]\n"
+                "listen = 127.0.0.1:%d\n" % (tmp, port, tmp, admin))
     os.mkdir(os.path.join(tmp, "run"))
     pw = pwd.getpwnam("sockd")
     for path in (tmp, os.path.join(tmp, "run")):
@@ -249,6 +253,12 @@ def serve_app(tmp):
             got = c.recv_text()
             log("ws://127.0.0.1:%d/echo: sent 'hello', got %r" % (port, got))
             expect(got == "pkg:hello", "echo answered %r" % got)
+            p = run(["/usr/sbin/sockctl", "-c", conf, "conns"])
+            rows = [ln.split() for ln in p.stdout.splitlines()
+                    if not ln.startswith("#")]
+            expect(len(rows) == 1 and rows[0][1:3] == [
+                "/echo", "127.0.0.1:%d" % c.sock.getsockname()[1]],
+                "sockctl conns: %r" % rows)
         run(["/usr/sbin/sockctl", "-c", conf, "status"])
         run(["/usr/sbin/sockctl", "-c", conf, "stop"])
         rc = proc.wait(20)
