@@ -1,6 +1,7 @@
 /*
  * log.c: formatting and writing of log lines. One write(2) per line so
- * lines from several processes sharing stderr never interleave.
+ * lines from several processes sharing stderr never interleave. Lines to
+ * a log_file start with a UTC timestamp (journald stamps stderr itself).
  */
 #include "log.h"
 
@@ -9,11 +10,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int log_level_current = LOG_LVL_INFO;
 static const char *log_role = "sockd";
 static int log_slot = -1;
+static bool log_stamp;      /* stderr is a log_file: stamp each line */
 
 void
 log_set_role(const char *role, int slot)
@@ -63,24 +66,47 @@ log_reopen(const char *path)
         return -err;
     }
     close(fd);
+    log_stamp = true;
     return 0;
+}
+
+/* "2026-01-31T12:00:00.123Z " into buf; its length, 0 if it cannot. */
+static int
+log_timestamp(char *buf, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 ||
+        gmtime_r(&ts.tv_sec, &tm) == NULL)
+        return 0;
+    n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n == 0)
+        return 0;
+    return (int)n + snprintf(buf + n, size - n, ".%03ldZ ",
+                             ts.tv_nsec / 1000000);
 }
 
 void
 log_write(int level, const char *fmt, ...)
 {
     char line[2048];
-    int n, m;
+    int n = 0, m;
     va_list ap;
 
+    if (log_stamp)
+        n = log_timestamp(line, sizeof(line));
     if (log_slot >= 0)
-        n = snprintf(line, sizeof(line), "<%d>%s pid=%d slot=%d ", level,
-                     log_role, (int)getpid(), log_slot);
+        m = snprintf(line + n, sizeof(line) - (size_t)n,
+                     "<%d>%s pid=%d slot=%d ", level, log_role,
+                     (int)getpid(), log_slot);
     else
-        n = snprintf(line, sizeof(line), "<%d>%s pid=%d ", level, log_role,
-                     (int)getpid());
-    if (n < 0 || (size_t)n >= sizeof(line))
+        m = snprintf(line + n, sizeof(line) - (size_t)n, "<%d>%s pid=%d ",
+                     level, log_role, (int)getpid());
+    if (m < 0 || (size_t)(n + m) >= sizeof(line))
         return;
+    n += m;
     va_start(ap, fmt);
     m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);

@@ -49,7 +49,7 @@ check_frame(const struct bus_msg *m, const uint8_t *p, size_t n,
     uint8_t *out = malloc(n);
 
     CHECK(n >= BUS_WIRE_HEADER && n <= max_frame);
-    CHECK(m->type <= BUS_BROADCAST);
+    CHECK(m->type <= BUS_ADMIN_REPLY);
     CHECK(bus_wire_size(m) == n);
     CHECK(bus_wire_frame_len(p, n) == n);
     CHECK(bus_wire_header(hdr, m) == BUS_WIRE_HEADER);

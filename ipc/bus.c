@@ -565,7 +565,7 @@ bus_peer_remove(struct bus *b, uint32_t peer_key)
 static int
 check_msg(const struct bus *b, const struct bus_msg *m)
 {
-    if (m->type < BUS_SEND || m->type > BUS_BROADCAST)
+    if (m->type < BUS_SEND || m->type > BUS_ADMIN_REPLY)
         return -EINVAL;
     if (bus_wire_size(m) > b->max_frame)
         return -EMSGSIZE;

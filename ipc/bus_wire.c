@@ -117,7 +117,7 @@ check_prefix(const uint8_t *p, size_t len, size_t max_frame)
         return -EPROTO;
     if (len >= 5 && p[4] != BUS_WIRE_VERSION)
         return -EPROTO;
-    if (len >= 6 && p[5] > BUS_BROADCAST)
+    if (len >= 6 && p[5] > BUS_ADMIN_REPLY)
         return -EPROTO;
     if (len >= 8 && get_u16(p + 6) > total - BUS_WIRE_HEADER)
         return -EPROTO;

@@ -32,6 +32,11 @@ enum bus_type {
     BUS_SEND = 1,       /* directed at one sock_id */
     BUS_PUBLISH = 2,    /* to the subscribers of a topic */
     BUS_BROADCAST = 3,  /* to every connection */
+    BUS_ADMIN = 4,      /* an operator's request (worker/admin.c): to =
+                           request id, from = the asker's peer key,
+                           app_type = the command, topic = its argument */
+    BUS_ADMIN_REPLY = 5, /* its answer: to = request id, app_type = an
+                            HTTP status, data = text */
 };
 
 /*

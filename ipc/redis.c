@@ -6,6 +6,15 @@
  * restore. The envelope and channel names are redis_wire.c's; what a
  * message means to the worker is ops->deliver's.
  *
+ * Node registry: node ids must be unique among the sockds sharing a
+ * Redis (ids and inbox channels are built from them), so while up each
+ * worker runs REGISTRY_SCRIPT every REDIS_NODE_REFRESH seconds: it takes
+ * PREFIX "node:" ID for our instance name, or keeps it, with a TTL of
+ * REDIS_NODE_TTL; if another instance holds it, the clash is logged as an
+ * error and counted on every check until that one goes away. It warns, it
+ * does not stop the bridge: the clash is a configuration error that only
+ * the operator can resolve.
+ *
  * hiredis calls every pending reply callback with a NULL reply when a
  * context goes away (also from redisAsyncFree), and frees a context by
  * itself after a failed connect or a disconnect: a link forgets its
@@ -30,6 +39,16 @@
 #define SUBSCRIBE_BATCH 256     /* channels per SUBSCRIBE command */
 #define PUBLISH_STACK 8192      /* commands up to this size skip malloc */
 #define MALFORMED_LOG_EVERY 10.0 /* seconds between malformed warnings */
+#define REDIS_NODE_REFRESH 10.0 /* seconds between node registry checks */
+#define REDIS_NODE_TTL 30       /* seconds the registry entry lives */
+
+/* KEYS[1]: the node key; ARGV: our instance, the TTL. 1 if the key is
+   ours now, else the instance that holds it. */
+static const char REGISTRY_SCRIPT[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] then "
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end "
+    "return v";
 
 enum redis_state {
     REDIS_WAIT,        /* down; the timer starts the next attempt */
@@ -57,6 +76,11 @@ struct redis {
     int port;
     char *address;
     char *prefix;
+    char *password;         /* NULL: no AUTH */
+    char *instance;         /* our name in the node registry */
+    char node_key[REDIS_WIRE_CHANNEL_MAX];
+    ev_timer registry;      /* node registry checks, while up */
+    bool clash;             /* the last check found another holder */
     uint16_t node;
     char inbox[REDIS_WIRE_CHANNEL_MAX];
     char all[REDIS_WIRE_CHANNEL_MAX];
@@ -326,6 +350,73 @@ link_close(struct link *l)
         redisAsyncFree(ac);
 }
 
+/* ---- Node registry and AUTH --------------------------------------------- */
+
+static void
+redis_on_registry(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    const redisReply *x = reply;
+
+    if (x == NULL || r->freeing || r->pub.ac != ac)
+        return; /* the context is going away */
+    if (x->type == REDIS_REPLY_INTEGER && x->integer == 1) {
+        if (r->clash)
+            log_info("event=redis_node_id_clash_over node=%u key=%s",
+                     r->node, r->node_key);
+        r->clash = false;
+        return;
+    }
+    if (reply_is_string(x)) {
+        r->clash = true;
+        r->stats->node_clashes++;
+        log_err("event=redis_node_id_clash node=%u key=%s holder=\"%.*s\" "
+                "self=\"%s\" error=\"another sockd uses node_id %u on this "
+                "Redis: connection ids and inboxes collide; give every node "
+                "its own node_id\"", r->node, r->node_key, (int)x->len,
+                x->str, r->instance, r->node);
+        return;
+    }
+    log_warn("event=redis_node_registry_failed key=%s error=\"%s\"",
+             r->node_key, x->type == REDIS_REPLY_ERROR ? x->str
+                                                       : "unexpected reply");
+}
+
+static void
+redis_on_registry_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct redis *r = container_of(t, struct redis, registry);
+    char ttl[16];
+
+    (void)loop;
+    (void)revents;
+    if (r->state != REDIS_UP || r->pub.ac == NULL)
+        return;
+    snprintf(ttl, sizeof(ttl), "%d", REDIS_NODE_TTL);
+    if (redisAsyncCommand(r->pub.ac, redis_on_registry, r,
+                          "EVAL %s 1 %s %s %s", REGISTRY_SCRIPT, r->node_key,
+                          r->instance, ttl) != REDIS_OK)
+        log_warn("event=redis_command_failed command=EVAL key=%s",
+                 r->node_key);
+}
+
+static void
+redis_on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct link *l = ac->data;
+    const redisReply *x = reply;
+    char why[160];
+
+    (void)privdata;
+    if (x == NULL || l == NULL || l->ac != ac || l->r->freeing ||
+        x->type != REDIS_REPLY_ERROR)
+        return;
+    log_err("event=redis_auth_failed address=%s role=%s error=\"%s\"",
+            l->r->address, l->role, x->str);
+    snprintf(why, sizeof(why), "AUTH refused: %s", x->str);
+    redis_fail(l->r, why);
+}
+
 static void
 redis_went_up(struct redis *r)
 {
@@ -347,6 +438,8 @@ redis_went_up(struct redis *r)
                  r->address, r->prefix, r->inbox);
     r->outage_logged = false;
     redis_subscribe_all(r);
+    ev_timer_set(&r->registry, 0., REDIS_NODE_REFRESH);
+    ev_timer_start(r->loop, &r->registry);
 }
 
 static void
@@ -394,6 +487,7 @@ redis_fail(struct redis *r, const char *why)
         return;
     r->state = REDIS_WAIT;
     r->stats->connected = 0;
+    ev_timer_stop(r->loop, &r->registry);
     link_close(&r->sub);
     link_close(&r->pub);
     if (was_up || !r->outage_logged) {
@@ -458,6 +552,14 @@ link_open(struct link *l, const char **why)
     redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
     l->ac = ac;
     l->up = false;
+    /* Queued now, so it goes out first once connected. */
+    if (r->password != NULL &&
+        redisAsyncCommand(ac, redis_on_auth, NULL, "AUTH %s",
+                          r->password) != REDIS_OK) {
+        *why = "cannot queue AUTH";
+        link_close(l);
+        return -1;
+    }
     return 0;
 }
 
@@ -614,9 +716,9 @@ redis_subscribe(struct redis *r, const char *topic, bool on)
 
 struct redis *
 redis_new(struct ev_loop *loop, const char *address, const char *prefix,
-          uint16_t node, uint8_t generation, uint8_t slot,
-          const struct redis_ops *ops, void *ctx, struct redis_stats *stats,
-          char *err, size_t errlen)
+          const char *password, const char *instance, uint16_t node,
+          uint8_t generation, uint8_t slot, const struct redis_ops *ops,
+          void *ctx, struct redis_stats *stats, char *err, size_t errlen)
 {
     struct redis *r;
     uint64_t self = (uint64_t)node << 16 | (uint64_t)generation << 8 | slot;
@@ -640,7 +742,10 @@ redis_new(struct ev_loop *loop, const char *address, const char *prefix,
     }
     r->address = strdup(address);
     r->prefix = strdup(prefix);
-    if (r->address == NULL || r->prefix == NULL) {
+    r->instance = strdup(instance);
+    r->password = password != NULL ? strdup(password) : NULL;
+    if (r->address == NULL || r->prefix == NULL || r->instance == NULL ||
+        (password != NULL && r->password == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto fail_free;
     }
@@ -656,7 +761,9 @@ redis_new(struct ev_loop *loop, const char *address, const char *prefix,
     r->pub = (struct link){ .r = r, .role = "publisher" };
     r->backoff = REDIS_BACKOFF_MIN;
     r->state = REDIS_WAIT;
+    snprintf(r->node_key, sizeof(r->node_key), "%snode:%u", prefix, node);
     ev_init(&r->timer, redis_on_timer);
+    ev_init(&r->registry, redis_on_registry_timer);
     stats->connected = 0;
     redis_connect(r);
     return r;
@@ -664,6 +771,8 @@ redis_new(struct ev_loop *loop, const char *address, const char *prefix,
 fail_free:
     free(r->address);
     free(r->prefix);
+    free(r->instance);
+    free(r->password);
     free(r);
     return NULL;
 }
@@ -675,11 +784,14 @@ redis_free(struct redis *r)
         return;
     r->freeing = true;
     ev_timer_stop(r->loop, &r->timer);
+    ev_timer_stop(r->loop, &r->registry);
     link_close(&r->sub);
     link_close(&r->pub);
     r->stats->connected = 0;
     chans_free(r);
     free(r->address);
     free(r->prefix);
+    free(r->instance);
+    free(r->password);
     free(r);
 }

@@ -47,6 +47,8 @@ struct redis_stats {
     uint64_t unrouted;   /* directed messages no worker was subscribed to */
     uint64_t connects;   /* times the bridge came up */
     uint64_t connected;  /* gauge: 1 while both connections are up */
+    uint64_t node_clashes; /* checks that found our node_id held by
+                              another sockd (redis.c, "Node registry") */
 };
 
 struct redis_ops {
@@ -62,14 +64,19 @@ struct redis_ops {
 /*
  * Creates the bridge of worker (node, generation, slot) and starts
  * connecting to address ("HOST:PORT") at once; channel names start with
- * prefix (copied). ops is copied, ctx is passed to its callbacks, stats
- * must outlive the bridge. Returns NULL with a message in err (errlen
- * bytes) for a bad address or no memory; an unreachable server is not an
- * error (the bridge keeps trying).
+ * prefix (copied). password (copied, NULL for none) is sent with AUTH
+ * first on both connections. instance names this sockd (the same in all
+ * its workers, different in any other sockd): it is what the node
+ * registry holds for node (see redis.c). ops is copied, ctx is passed to
+ * its callbacks, stats must outlive the bridge. Returns NULL with a
+ * message in err (errlen bytes) for a bad address or no memory; an
+ * unreachable server is not an error (the bridge keeps trying).
  */
 struct redis *redis_new(struct ev_loop *loop, const char *address,
-                        const char *prefix, uint16_t node, uint8_t generation,
-                        uint8_t slot, const struct redis_ops *ops, void *ctx,
+                        const char *prefix, const char *password,
+                        const char *instance, uint16_t node,
+                        uint8_t generation, uint8_t slot,
+                        const struct redis_ops *ops, void *ctx,
                         struct redis_stats *stats, char *err, size_t errlen);
 
 /*

@@ -180,6 +180,7 @@ static const struct key keys[] = {
     ADM("listen", listen, KT_STRING, 0, 0),
     RDS("address", address, KT_STRING, 0, 0),
     RDS("prefix", prefix, KT_STRING, 0, 0),
+    RDS("password", password, KT_STRING, 0, 0),
 };
 
 #define N_KEYS ARRAY_SIZE(keys)
@@ -1574,6 +1575,7 @@ config_free(struct config *c)
     free(c->admin.listen);
     free(c->redis.address);
     free(c->redis.prefix);
+    free(c->redis.password);
     free(c->server.runtime_dir);
     free(c->server.user);
     free(c->server.log_file);
@@ -1653,4 +1655,122 @@ config_load(const char *path, char **errors)
     c = parse(&p, errors);
     fclose(p.fp);
     return c;
+}
+
+/* The effective configuration (sockd -T) */
+
+/* One key's value as it would be written in the file. */
+static void
+format_value(const struct key *k, const void *base, char *buf, size_t n)
+{
+    static const char *const levels[] = {
+        [LOG_LVL_ERR] = "err", [LOG_LVL_WARN] = "warn",
+        [LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug",
+    };
+    const char *f = (const char *)base + k->off;
+    uint64_t v = 0;
+    uint32_t u32;
+    uint16_t u16;
+    bool b;
+    int i;
+
+    switch (k->type) {
+    case KT_SIZE64:
+        memcpy(&v, f, sizeof(v));
+        break;
+    case KT_DURATION:
+    case KT_DURATION_OFF:
+    case KT_SIZE32:
+    case KT_U32:
+        memcpy(&u32, f, sizeof(u32));
+        v = u32;
+        break;
+    case KT_U16:
+    case KT_CLOSE_CODE:
+        memcpy(&u16, f, sizeof(u16));
+        v = u16;
+        break;
+    case KT_SWITCH:
+    case KT_OVERFLOW:
+        memcpy(&b, f, sizeof(b));
+        snprintf(buf, n, "%s", k->type == KT_SWITCH ? (b ? "on" : "off") :
+                 (b ? "close" : "drop"));
+        return;
+    case KT_STRING:
+        snprintf(buf, n, "%s", *(char *const *)(const void *)f);
+        return;
+    case KT_ORIGINS:
+    case KT_TOKENS:
+    case KT_PATHS: {
+        char *const *l = *(char **const *)(const void *)f;
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (size_t j = 0; l != NULL && l[j] != NULL && o < n; j++)
+            o += (size_t)snprintf(buf + o, n - o, "%s%s", j ? ", " : "",
+                                  l[j]);
+        return;
+    }
+    default:
+        memcpy(&i, f, sizeof(i));
+        if (k->type == KT_WORKERS && i < 0)
+            snprintf(buf, n, "auto");
+        else if (k->type == KT_LOG_LEVEL && i >= 0 &&
+                 (size_t)i < ARRAY_SIZE(levels) && levels[i] != NULL)
+            snprintf(buf, n, "%s", levels[i]);
+        else
+            snprintf(buf, n, "%d", i);
+        return;
+    }
+    format_bound(k->type, v, buf, n);
+}
+
+/* Every key of scope in base, unset strings and lists as comments; all
+   of them as comments in a section that is off. */
+static void
+dump_keys(FILE *out, unsigned scope, const void *base, bool off)
+{
+    char val[4096];
+
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        const void *p = (const char *)base + k->off;
+
+        if (!(k->scope & scope))
+            continue;
+        if ((k->type == KT_STRING || is_list(k)) &&
+            *(void *const *)p == NULL) {
+            fprintf(out, "# %s: not set\n", k->name);
+            continue;
+        }
+        if (k->scope == SC_REDIS && strcmp(k->name, "password") == 0) {
+            fprintf(out, "# %s: set, not shown\n", k->name);
+            continue;
+        }
+        format_value(k, base, val, sizeof(val));
+        fprintf(out, "%s%s = %s\n", off ? "# " : "", k->name, val);
+    }
+}
+
+void
+config_dump(const struct config *c, FILE *out)
+{
+    fprintf(out, "# effective configuration of %s: every key, defaults "
+            "included\n[server]\n", c->path);
+    dump_keys(out, SC_SERVER, &c->server, false);
+    dump_keys(out, SC_OPTS, &c->defaults, false);
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        fprintf(out, "\n[listen %s]\n", c->listeners[i].address);
+        dump_keys(out, SC_LISTEN, &c->listeners[i], false);
+    }
+    for (size_t i = 0; i < c->n_routes; i++) {
+        fprintf(out, "\n[route %s]\n", c->routes[i].path);
+        dump_keys(out, SC_ROUTE, &c->routes[i], false);
+        dump_keys(out, SC_OPTS, &c->routes[i].opts, false);
+    }
+    /* A section without its address is off, and may not stand empty. */
+    fprintf(out, "\n%s[admin]\n", c->admin.listen ? "" : "# off: ");
+    dump_keys(out, SC_ADMIN, &c->admin, c->admin.listen == NULL);
+    fprintf(out, "\n%s[redis]\n", c->redis.address ? "" : "# off: ");
+    dump_keys(out, SC_REDIS, &c->redis, c->redis.address == NULL);
 }

@@ -7,6 +7,7 @@
 #define SOCK_CONFIG_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdbool.h>
 
 #include "settings.h"
@@ -21,6 +22,9 @@ struct config *config_load(const char *path, char **errors);
 struct config *config_parse_string(const char *text, const char *name,
                                    char **errors);
 void config_free(struct config *c);
+/* Writes c to out in the file's syntax, every key of every section with
+   its effective value, defaults included (sockd -T). */
+void config_dump(const struct config *c, FILE *out);
 
 /* The defaults of DESIGN §6, for a route not configured at all. */
 void config_route_opts_default(struct route_opts *o);

@@ -21,20 +21,27 @@
 #include "log.h"
 #include "worker.h"
 
+/* CMake sets it from the configured sysconfdir (/etc with prefix /usr). */
+#ifndef SOCKD_DEFAULT_CONFIG
 #define SOCKD_DEFAULT_CONFIG "/etc/sockd/sockd.conf"
+#endif
 
 static void
 usage(FILE *out)
 {
     fprintf(out,
-            "usage: sockd [-c FILE] [-t] [-s SIGNAL] [-v] [-h]\n"
-            "  -c FILE    configuration file (default " SOCKD_DEFAULT_CONFIG
-            ")\n"
-            "  -t         check the configuration and exit\n"
-            "  -s SIGNAL  tell the running master: reload, stop, quit, "
-            "reopen, status\n"
-            "  -v       print the version and exit\n"
-            "  -h       print this help and exit\n");
+            "usage: sockd [-c FILE] [-t | -T] [-s SIGNAL] [-v] [-h]\n"
+            "  -c, --config FILE    configuration file (default "
+            SOCKD_DEFAULT_CONFIG ")\n"
+            "  -t, --test           check the configuration and exit\n"
+            "  -T, --print-config   check it, print every key with its "
+            "effective value\n"
+            "                       (defaults included) and exit\n"
+            "  -s, --signal SIGNAL  tell the running master: reload, stop, "
+            "quit, reopen,\n"
+            "                       status\n"
+            "  -v, --version        print the version and exit\n"
+            "  -h, --help           print this help and exit\n");
 }
 
 /* What -t checks beyond the parser: every route's app loads, every TLS
@@ -202,19 +209,31 @@ int
 main(int argc, char **argv)
 {
     const char *path = SOCKD_DEFAULT_CONFIG;
-    bool test = false;
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test", no_argument, NULL, 't' },
+        { "print-config", no_argument, NULL, 'T' },
+        { "signal", required_argument, NULL, 's' },
+        { "version", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    bool test = false, dump = false;
     const char *signal_cmd = NULL;
     struct config *cfg;
     char *errors = NULL;
     int opt, rc;
 
-    while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tTs:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
             break;
         case 't':
             test = true;
+            break;
+        case 'T':
+            test = dump = true;
             break;
         case 's':
             signal_cmd = optarg;
@@ -250,6 +269,8 @@ main(int argc, char **argv)
     log_set_level(cfg->server.log_level);
     if (test) {
         rc = check_apps(cfg) == 0 ? 0 : 1;
+        if (dump && rc == 0)
+            config_dump(cfg, stdout);
         fprintf(stderr, "sockd: configuration file %s test %s\n", path,
                 rc == 0 ? "is successful" : "failed");
         config_free(cfg);

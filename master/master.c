@@ -573,6 +573,25 @@ stats_retired(struct master *m)
     return &m->stats[MAX_GENERATIONS * MAX_SLOTS];
 }
 
+/*
+ * A reload (or, with no active generation yet, the start-up) failed:
+ * logged as what it was, and reloads counted for /metrics.
+ */
+static void
+report_reload_failed(struct master *m, unsigned gen, const char *why)
+{
+    const char *event = m->active != NULL ? "reload_failed" : "start_failed";
+
+    if (m->active != NULL) {
+        stats_retired(m)->generation = 1;
+        stats_retired(m)->reloads_failed++;
+    }
+    if (gen != 0)
+        log_err("event=%s generation=%u error=\"%s\"", event, gen, why);
+    else
+        log_err("event=%s error=\"%s\"", event, why);
+}
+
 static void
 stats_retire(struct master *m, size_t i)
 {
@@ -927,8 +946,11 @@ gen_ready_check(struct master *m, struct generation *g)
         return;
     }
     m->pending = NULL;
-    if (m->active != NULL)
+    if (m->active != NULL) {
         gen_start_drain(m, m->active);
+        stats_retired(m)->generation = 1;
+        stats_retired(m)->reloads++;
+    }
     m->active = g;
     log_set_level(g->cfg->server.log_level); /* a reload may change it */
     listens_prune(m);
@@ -957,7 +979,7 @@ gen_abort_pending(struct master *m, const char *why)
             kill(g->w[i].pid, SIGKILL);
     }
     g->draining = true;
-    log_err("event=reload_failed generation=%u error=\"%s\"", g->id, why);
+    report_reload_failed(m, g->id, why);
     snprintf(line, sizeof(line), "ERR reload failed: %s; generation %u "
              "keeps serving", why, m->active ? m->active->id : 0);
     ctl_reply_reloads(m, line);
@@ -1028,8 +1050,11 @@ config_refused(struct master *m, char *errors)
             len += (size_t)snprintf(reply + len, cap - len, "ERR %s\n", line);
         line = nl + 1;
     }
-    if (m->active != NULL)
+    if (m->active != NULL) {
         notify_send("READY=1");
+        stats_retired(m)->generation = 1;
+        stats_retired(m)->reloads_failed++;
+    }
     if (reply != NULL)
         snprintf(reply + len, cap - len, "ERR reload refused: the "
                  "configuration has errors; nothing changed");
@@ -1063,7 +1088,7 @@ master_reload(struct master *m)
     if (check_app_specs(cfg, err, sizeof(err)) != 0) {
         char line[1100];
 
-        log_err("event=reload_failed error=\"%s\"", err);
+        report_reload_failed(m, 0, err);
         snprintf(line, sizeof(line), "ERR %s\nERR reload refused; nothing "
                  "changed", err);
         ctl_reply_reloads(m, line);
@@ -1080,7 +1105,7 @@ master_reload(struct master *m)
         if (err[0] == '\0')
             snprintf(err, sizeof(err), "too many generations alive (%d): "
                      "wait for the old ones to drain", MAX_GENERATIONS);
-        log_err("event=reload_failed error=\"%s\"", err);
+        report_reload_failed(m, 0, err);
         snprintf(line, sizeof(line), "ERR %s\nERR reload refused; nothing "
                  "changed", err);
         ctl_reply_reloads(m, line);

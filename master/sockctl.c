@@ -2,8 +2,9 @@
  * sockctl.c: the operator's client for a running sockd:
  * `sockctl [-c FILE | -S SOCKET] reload|stop|quit|reopen|status` over the
  * control socket (the same as `sockd -s CMD`), and
- * `sockctl [-c FILE] publish TOPIC MESSAGE` / `send ID MESSAGE` through
- * the [admin] endpoint, so a shell can talk to connected clients.
+ * `sockctl [-c FILE] publish TOPIC MESSAGE` / `send ID MESSAGE` /
+ * `conns` / `close ID [CODE]` through the [admin] endpoint, so a shell can
+ * see and talk to connected clients.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,10 @@
 #include "config.h"
 #include "ctl.h"
 
+#ifndef SOCKD_DEFAULT_CONFIG
+#define SOCKD_DEFAULT_CONFIG "/etc/sockd/sockd.conf"
+#endif
+
 static void
 usage(FILE *out)
 {
@@ -24,8 +29,10 @@ usage(FILE *out)
                  "reload|stop|quit|reopen|status\n"
                  "       sockctl [-c FILE] publish TOPIC MESSAGE\n"
                  "       sockctl [-c FILE] send ID MESSAGE\n"
+                 "       sockctl [-c FILE] conns\n"
+                 "       sockctl [-c FILE] close ID [CODE]\n"
                  "  -c FILE    sockd's configuration (for its runtime_dir; "
-                 "default /etc/sockd/sockd.conf)\n"
+                 "default " SOCKD_DEFAULT_CONFIG ")\n"
                  "  -S SOCKET  the control socket itself\n");
 }
 
@@ -47,13 +54,18 @@ url_encode(const char *s, char *out, size_t size)
     out[o] = '\0';
 }
 
-/* POST body to the [admin] endpoint; prints the answer. 0 on 2xx. */
+/* The answer may be a long connection list; past this it is cut. */
+#define ADMIN_MAX_ANSWER (64u << 20)
+
+/* Sends method target (with body) to the [admin] endpoint and prints the
+   answer's body: stdout for a 2xx, stderr otherwise. 0 on 2xx. */
 static int
-admin_post(const char *cfg_path, const char *target, const char *body)
+admin_request(const char *cfg_path, const char *method, const char *target,
+              const char *body)
 {
-    char *errors = NULL, req[1024], resp[4096];
+    char *errors = NULL, req[1024], *resp = NULL;
     struct config *cfg = config_load(cfg_path, &errors);
-    size_t blen = strlen(body), have = 0;
+    size_t blen = strlen(body), have = 0, cap = 0;
     int fd, status = 0;
 
     if (cfg == NULL) {
@@ -64,7 +76,7 @@ admin_post(const char *cfg_path, const char *target, const char *body)
     }
     if (cfg->admin.listen == NULL) {
         fprintf(stderr, "sockctl: %s has no [admin] listen address; "
-                "publish and send go through it\n", cfg_path);
+                "publish, send, conns and close go through it\n", cfg_path);
         config_free(cfg);
         return 1;
     }
@@ -78,27 +90,37 @@ admin_post(const char *cfg_path, const char *target, const char *body)
         config_free(cfg);
         return 2;
     }
-    snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: sockd\r\n"
-             "Content-Length: %zu\r\nConnection: close\r\n\r\n", target,
-             blen);
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: sockd\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n", method,
+             target, blen);
     if (write(fd, req, strlen(req)) < 0 || write(fd, body, blen) < 0)
         status = -1;
-    while (status == 0 && have < sizeof(resp) - 1) {
+    while (status == 0 && have < ADMIN_MAX_ANSWER) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         ssize_t n;
 
+        if (cap - have < 65536 + 1) {
+            char *r = realloc(resp, cap + (1u << 20));
+
+            if (r == NULL)
+                break;
+            resp = r;
+            cap += 1u << 20;
+        }
         if (poll(&p, 1, 10000) <= 0)
             break;
-        n = read(fd, resp + have, sizeof(resp) - 1 - have);
+        n = read(fd, resp + have, cap - 1 - have);
         if (n <= 0)
             break;
         have += (size_t)n;
     }
-    resp[have] = '\0';
     close(fd);
     config_free(cfg);
-    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) {
+    if (resp != NULL)
+        resp[have] = '\0';
+    if (resp == NULL || sscanf(resp, "HTTP/1.%*d %d", &status) != 1) {
         fprintf(stderr, "sockctl: no answer from the admin endpoint\n");
+        free(resp);
         return 1;
     }
     {
@@ -106,13 +128,14 @@ admin_post(const char *cfg_path, const char *target, const char *body)
 
         fputs(b ? b + 4 : "", status / 100 == 2 ? stdout : stderr);
     }
+    free(resp);
     return status / 100 == 2 ? 0 : 1;
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *cfg = "/etc/sockd/sockd.conf", *sock = NULL;
+    const char *cfg = SOCKD_DEFAULT_CONFIG, *sock = NULL;
     char path[512];
     int opt;
 
@@ -140,7 +163,20 @@ main(int argc, char **argv)
         url_encode(argv[optind + 1], enc, sizeof(enc));
         snprintf(target, sizeof(target), "/%s?%s=%s", pub ? "publish" : "send",
                  pub ? "topic" : "id", enc);
-        return admin_post(cfg, target, argv[optind + 2]);
+        return admin_request(cfg, "POST", target, argv[optind + 2]);
+    }
+    if (optind + 1 == argc && strcmp(argv[optind], "conns") == 0)
+        return admin_request(cfg, "GET", "/conns", "");
+    if ((optind + 2 == argc || optind + 3 == argc) &&
+        strcmp(argv[optind], "close") == 0) {
+        char target[600], enc[256], code[64] = "";
+
+        url_encode(argv[optind + 1], enc, sizeof(enc));
+        if (optind + 3 == argc)
+            url_encode(argv[optind + 2], code, sizeof(code));
+        snprintf(target, sizeof(target), "/close?id=%s%s%s", enc,
+                 code[0] ? "&code=" : "", code);
+        return admin_request(cfg, "POST", target, "");
     }
     if (optind + 1 != argc) {
         usage(stderr);

@@ -819,6 +819,70 @@ START_TEST(test_load_directory)
 }
 END_TEST
 
+/* config_dump into a string (open_memstream); the caller frees it. */
+static char *
+dump_string(const struct config *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    ck_assert_ptr_nonnull(f);
+    config_dump(c, f);
+    ck_assert_int_eq(fclose(f), 0);
+    return text;
+}
+
+/* sockd -T: every key with its value, defaults included; the dump parses
+   back to a config that dumps the same (but for the name in line 1 and
+   the password, which is never shown). */
+START_TEST(test_dump_round_trip)
+{
+    static const char text[] =
+        "[server]\nworkers = 3\nidle_timeout = 90s\nlog_level = debug\n"
+        "[listen 127.0.0.1:8080]\nbacklog = 100\n"
+        "[route /chat]\napp = chat\ncompress = on\n"
+        "allowed_origins = https://a.example, https://b.example\n"
+        "server_max_window_bits = 10\ninfo_overflow = close\n"
+        "[admin]\nlisten = 127.0.0.1:9090\n"
+        "[redis]\naddress = 127.0.0.1:6379\npassword = hunter2\n";
+    char *errors = NULL, *d1, *d2;
+    struct config *c = config_parse_string(text, "a.conf", &errors), *c2;
+
+    ck_assert_msg(c != NULL, "%s", errors ? errors : "");
+    d1 = dump_string(c);
+    ck_assert_ptr_nonnull(strstr(d1, "[server]\nworkers = 3\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nidle_timeout = 90s\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nlog_level = debug\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nhandshake_timeout = 10s\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nworker_shutdown_timeout = 1m\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nsend_hard_limit = 16MiB\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\n# log_file: not set\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "[listen 127.0.0.1:8080]\n"
+                                     "backlog = 100\nreuseport = off\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "[route /chat]\napp = chat\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nallowed_origins = https://a.example,"
+                                     " https://b.example\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\ninfo_overflow = close\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "[admin]\nlisten = 127.0.0.1:9090\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\n# password: set, not shown\n"));
+    ck_assert_ptr_null(strstr(d1, "hunter2"));
+    /* Without the password the dump is a config of its own. */
+    c2 = config_parse_string(d1, "b.conf", &errors);
+    ck_assert_msg(c2 != NULL, "%s", errors ? errors : "");
+    d2 = dump_string(c2);
+    ck_assert_str_eq(strstr(d2, "\n# password: not set\n"),
+                     "\n# password: not set\n");
+    *strstr(d1, "# password") = '\0';
+    *strstr(d2, "# password") = '\0';
+    ck_assert_str_eq(strchr(d2, '\n'), strchr(d1, '\n'));
+    free(d1);
+    free(d2);
+    config_free(c);
+    config_free(c2);
+}
+END_TEST
+
 START_TEST(test_free_null)
 {
     config_free(NULL);
@@ -885,6 +949,7 @@ config_suite(void)
     tcase_add_test(tc, test_load_missing);
     tcase_add_test(tc, test_load_directory);
     tcase_add_test(tc, test_free_null);
+    tcase_add_test(tc, test_dump_round_trip);
     tcase_add_test(tc, test_random_files);
     suite_add_tcase(s, tc);
     tcase_add_test(tv, test_parse_duration);

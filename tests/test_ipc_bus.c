@@ -709,7 +709,7 @@ START_TEST(test_unknown_and_removed)
     m.type = BUS_HELLO;
     ck_assert_int_eq(bus_send(a, KB, &m), -EINVAL);
     ck_assert_int_eq(bus_send_all(a, &m), -EINVAL);
-    m.type = 4;
+    m.type = BUS_ADMIN_REPLY + 1;
     ck_assert_int_eq(bus_send(a, KB, &m), -EINVAL);
     m.type = BUS_SEND;
     bus_set_max_frame(a, 100);

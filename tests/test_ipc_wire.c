@@ -247,7 +247,7 @@ START_TEST(test_garbage)
     assert_bad_from(f, sizeof(f), 5);
 
     memcpy(f, publish_bytes, sizeof(f));
-    f[5] = 4;                                  /* type */
+    f[5] = BUS_ADMIN_REPLY + 1;                /* type */
     assert_bad_from(f, sizeof(f), 6);
     f[5] = 0xff;
     assert_bad_from(f, sizeof(f), 6);

@@ -257,6 +257,10 @@ conn_teardown(struct conn *c)
     sendq_clear(&c->sq);
     if (was_open) {
         w->stats->closed++;
+        w->stats->closed_kind[c->close_kind < WORKER_CLOSE_KINDS ?
+                              c->close_kind : 0]++;
+        w->stats->closed_error[c->close_err < WORKER_CLOSE_ERRORS ?
+                               c->close_err : 0]++;
         w->stats->open--;
         log_debug("event=close conn=%llx peer=%s kind=%d error=%d sent=%u "
                   "peer_code=%u", (unsigned long long)c->id, PEER(c),
@@ -1200,6 +1204,7 @@ conn_open(struct conn *c, const struct sock_request *r,
     c->state = CONN_OPEN;
     c->inited = true;
     c->w->stats->opened++;
+    c->opened_at = ev_now(c->w->loop);
     c->w->stats->open++;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
     cb_enter(c);

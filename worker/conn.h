@@ -137,6 +137,7 @@ struct conn {
     bool want_teardown;
 
     union conn_addr addr;        /* the peer */
+    ev_tstamp opened_at;         /* the 101, for sockctl conns */
 };
 
 struct tls_ctx;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "bus.h"
 #include "conn.h"
 #include "log.h"
@@ -488,6 +489,12 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
         break;
     case BUS_BROADCAST:
         broadcast_local(w, m->app_type, m->from, m->data, m->len);
+        break;
+    case BUS_ADMIN:
+        admin_bus_request(w, m);
+        break;
+    case BUS_ADMIN_REPLY:
+        admin_bus_reply(w, m);
         break;
     }
 }

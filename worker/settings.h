@@ -90,6 +90,7 @@ struct admin_cfg {
 struct redis_cfg {
     char *address;                 /* "127.0.0.1:6379" */
     char *prefix;                  /* channel prefix, "sock:" */
+    char *password;                /* AUTH on connect; NULL: none */
     int line;
 };
 

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
+#include "procstat.h"
 #include "redis.h"
 #include "tls.h"
 #include "wctl.h"
@@ -267,6 +268,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->flush);
     list_init(&w->pending);
     list_init(&w->dead);
+    list_init(&w->admin_waiting);
     idmap_init(&w->ids);
     w->chan_fd = -1;
     /* Held for the moment accept finds no fd (worker_refuse_no_fd). */
@@ -275,6 +277,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     w->stats_n = 1;
     w->own_stats.generation = generation;
     w->own_stats.pid = (uint32_t)getpid();
+    w->own_stats.slot = slot;
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_size);
     w->timers = tlist_set_new(loop, tlist_expired, w);
@@ -344,8 +347,15 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->redis.malformed += s->redis.malformed;
     sum->redis.unrouted += s->redis.unrouted;
     sum->redis.connects += s->redis.connects;
+    sum->redis.node_clashes += s->redis.node_clashes;
     sum->workers_died += s->workers_died;
     sum->workers_hung += s->workers_hung;
+    sum->reloads += s->reloads;
+    sum->reloads_failed += s->reloads_failed;
+    for (size_t i = 0; i < WORKER_CLOSE_KINDS; i++)
+        sum->closed_kind[i] += s->closed_kind[i];
+    for (size_t i = 0; i < WORKER_CLOSE_ERRORS; i++)
+        sum->closed_error[i] += s->closed_error[i];
 }
 
 void
@@ -702,13 +712,21 @@ worker_start_redis(struct worker *w)
 {
     static const struct redis_ops ops = { .deliver = messaging_bus_deliver };
     const struct redis_cfg *rc = &w->cfg->redis;
-    char err[256];
+    char err[256], host[128] = "", instance[256];
+    pid_t master = w->cfg->server.workers != 0 ? getppid() : getpid();
+    struct procstat ps = { 0 };
 
     if (rc->address == NULL || w->redis != NULL)
         return;
-    w->redis = redis_new(w->loop, rc->address, rc->prefix, w->node,
-                         w->generation, w->slot, &ops, w, &w->stats->redis,
-                         err, sizeof(err));
+    /* The same for every worker of this sockd, across reloads; another
+       sockd (another master, here or elsewhere) differs. */
+    gethostname(host, sizeof(host) - 1);
+    procstat_read(master, &ps);
+    snprintf(instance, sizeof(instance), "%s:%d:%.2f", host, (int)master,
+             ps.start_time);
+    w->redis = redis_new(w->loop, rc->address, rc->prefix, rc->password,
+                         instance, w->node, w->generation, w->slot, &ops, w,
+                         &w->stats->redis, err, sizeof(err));
     if (w->redis == NULL)
         log_err("event=redis_failed error=\"%s\"", err);
 }

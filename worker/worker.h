@@ -44,6 +44,9 @@ struct wlistener {
 /* Counters of one worker. Under a master they live in a shared page
    (one slot per worker of every generation) so that the admin endpoint
    of any worker can sum them; each worker writes only its own. */
+#define WORKER_CLOSE_KINDS 6     /* 0 and SOCK_CLOSE_NORMAL..ERROR */
+#define WORKER_CLOSE_ERRORS 10   /* SOCK_ERR_NONE..SOCK_ERR_INBOX */
+
 struct worker_stats {
     uint64_t accepted, opened, closed, refused_full;
     uint64_t handshake_failed, msgs_in, msgs_out, bytes_in, bytes_out;
@@ -54,8 +57,15 @@ struct worker_stats {
     struct redis_stats redis;     /* the bridge between machines */
     uint64_t workers_died;        /* the master's, in the retired slot: */
     uint64_t workers_hung;        /* abnormal exits; killed by heartbeat */
+    uint64_t reloads;             /* the master's too: generations that */
+    uint64_t reloads_failed;      /* replaced one; reloads refused */
     uint32_t generation;          /* 0: slot unused */
     uint32_t pid;
+    uint32_t slot;                /* the worker's, for admin requests */
+    /* Closed connections by sock_close_kind (0: none recorded) and by
+       sock_close_error, for /metrics' labels. */
+    uint64_t closed_kind[WORKER_CLOSE_KINDS];
+    uint64_t closed_error[WORKER_CLOSE_ERRORS];
 };
 
 struct worker {
@@ -82,6 +92,8 @@ struct worker {
     struct list flush;        /* connections with output to write */
     struct list pending;      /* connections with infos or stashed input */
     struct list dead;         /* torn down, freed before the next poll */
+    struct list admin_waiting; /* admin requests other workers owe answers */
+    uint64_t admin_next_req;
     ev_prepare prepare;
     ev_idle idle;
     ev_signal sig_term, sig_quit, sig_int;

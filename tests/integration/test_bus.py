@@ -300,9 +300,10 @@ class Stale(BusCase):
             ("unknown generation", lambda: a.ws.send_text(
                 "send %d to-nowhere" % ((gone_remote & ~(0xFF << 40)) |
                                         (9 << 40)))),
+            # Refused with 404 since sockctl send must report it (#13).
             ("admin /send to a closed id", lambda: self.assertEqual(
                 admin_request(srv.aport, "POST", "/send?id=%d"
-                              % gone_remote, b"admin-to-dead")[0], 202)),
+                              % gone_remote, b"admin-to-dead")[0], 404)),
         ]
         for what, do in cases:
             before = stale()

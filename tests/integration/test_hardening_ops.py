@@ -332,7 +332,8 @@ class AdminInput(AdminCase):
             st, body = self.post("/send?id=" + bad)
             self.assertEqual(st, 400, "id=%r got %d %r" % (bad, st, body))
         self.assert_silent()
-        # Good forms: decimal, 0x hex, and the largest id (a gone one).
+        # Good forms: decimal, 0x hex, and the largest id (an unknown one:
+        # well-formed, so 404 "unknown connection id", not 400).
         st, _ = self.post("/send?id=%d" % self.c.id, b"dec")
         self.assertEqual(st, 202)
         self.assertEqual(self.c.ws.recv_text(5), "info:0:dec")
@@ -344,8 +345,8 @@ class AdminInput(AdminCase):
         self.assertEqual(self.c.ws.recv_text(5), "info:0:lead0")
         for good in ("18446744073709551615", "0xffffffffffffffff", "0x10"):
             st, body = self.post("/send?id=" + good)
-            self.assertIn(st, (202, 503), "id=%s: %d %r" % (good, st, body))
-            self.assertNotEqual(st, 400, good)
+            self.assertEqual(st, 404, "id=%s: %d %r" % (good, st, body))
+            self.assertIn(b"unknown connection id", body, good)
         self.assert_silent()
 
     def test_topic_with_control_chars(self):

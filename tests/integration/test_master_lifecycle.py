@@ -351,7 +351,8 @@ class Lifecycle(MasterTestCase):
                        what="a new %s after %s" % (log, how))
             srv.signal(signal.SIGHUP)   # makes master and workers log
             gen = n + 2
-            wait_until(lambda: re.search(r"(?m)^<\d>master pid=%d .*"
+            # log_file lines start with a UTC timestamp (issue 13).
+            wait_until(lambda: re.search(r"(?m)^\S+Z <\d>master pid=%d .*"
                                          r"event=ready generation=%d\b"
                                          % (srv.pid, gen), read(log)), 10,
                        what="generation %d ready in the new log file after "
@@ -360,7 +361,7 @@ class Lifecycle(MasterTestCase):
                                 r"\b" % gen, "written to the rotated file "
                                 "after %s" % how)
             # The old generation's workers log their drain there too.
-            wait_until(lambda: re.search(r"(?m)^<\d>worker pid=\d+ "
+            wait_until(lambda: re.search(r"(?m)^\S+Z <\d>worker pid=\d+ "
                                          r"slot=\d+ ", read(log)), 10,
                        what="a worker line in the new log file after %s"
                        % how)

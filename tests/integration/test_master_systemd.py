@@ -24,9 +24,9 @@ Interface under test:
   serves on the passed socket (the only listening
   socket on the port, held by the master and the workers), including the
   connection that triggered the activation, and keeps it across a reload.
-- `systemd-analyze verify` on dist/sockd.service and dist/sockd.socket
-  prints nothing (units copied with /usr/sbin/sockd pointing at the built
-  binary; man pages resolved from docs/ through MANPATH, or --man=no when
+- `systemd-analyze verify` on the units CMake generates from
+  dist/sockd.service.in and dist/sockd.socket.in prints nothing (units
+  copied with the installed sockd path pointing at the built binary; man pages resolved from docs/ through MANPATH, or --man=no when
   man is missing), and `systemd-analyze security --offline=true` rates
   dist/sockd.service at an exposure of at most 2.0.
 - Every ListenStream= of dist/sockd.socket matches a [listen] of
@@ -47,9 +47,10 @@ from mastertest import (REPO, SOCKD, MasterTestCase,  # noqa: E402
                         NotifySocket, ProbeConn, WSClient, free_port,
                         id_generation, listening_inodes, monotonic_usec,
                         proc_environ, socket_inodes_of)
-from sockdtest import main  # noqa: E402
+from sockdtest import BUILD_DIR, main  # noqa: E402
 
 DIST = os.path.join(REPO, "dist")
+GENERATED = os.path.join(BUILD_DIR, "dist")
 SYSTEMD_TOOLS = ("systemd-analyze", "systemd-socket-activate")
 MAX_EXPOSURE = 2.0
 
@@ -297,17 +298,23 @@ class Units(MasterTestCase):
         super().setUp()
         if missing_systemd_tools():
             self.skipTest("systemd tools missing")
-        for name in ("sockd.service", "sockd.socket", "sockd.conf"):
+        for name in ("sockd.service.in", "sockd.socket.in", "sockd.conf"):
             self.assertTrue(os.path.exists(os.path.join(DIST, name)),
                             "dist/%s is missing" % name)
         self.tmp = tempfile.TemporaryDirectory(prefix="sockdunits-")
         self.addCleanup(self.tmp.cleanup)
         sockd = os.path.realpath(SOCKD)
+        with open(os.path.join(GENERATED, "sockd.service")) as f:
+            m = re.search(r"(?m)^ExecStart=(\S+)/sockd -c ", f.read())
+        self.assertIsNotNone(m, "no ExecStart= in the generated unit")
+        self.installed_sbindir = m.group(1)
         for name in ("sockd.service", "sockd.socket"):
-            with open(os.path.join(DIST, name)) as f:
+            with open(os.path.join(GENERATED, name)) as f:
                 text = f.read()
+            self.assertNotIn("@SOCKD_", text, "%s: unsubstituted" % name)
             with open(os.path.join(self.tmp.name, name), "w") as f:
-                f.write(text.replace("/usr/sbin/sockd", sockd))
+                f.write(text.replace(self.installed_sbindir + "/sockd",
+                                     sockd))
 
     def unit(self, name):
         return os.path.join(self.tmp.name, name)
@@ -361,20 +368,25 @@ class Units(MasterTestCase):
                              % (level, out[-4000:]))
 
     def test_unit_directives(self):
-        with open(os.path.join(DIST, "sockd.service")) as f:
+        with open(os.path.join(GENERATED, "sockd.service")) as f:
             svc = f.read()
+        # The generated unit runs the sockd this build installs, with the
+        # configuration path compiled into it (sockd -h shows it).
+        h = subprocess.run([SOCKD, "-h"], capture_output=True, timeout=10)
+        m = re.search(r"\(default (\S+)\)", h.stdout.decode())
+        self.assertIsNotNone(m, h.stdout)
+        sbin, conf = self.installed_sbindir, m.group(1)
         for line in ("Type=notify", "NotifyAccess=main", "KillMode=mixed",
-                     "ExecStartPre=/usr/sbin/sockd -t -c "
-                     "/etc/sockd/sockd.conf",
-                     "ExecStart=/usr/sbin/sockd -c /etc/sockd/sockd.conf",
-                     "ExecReload=/usr/sbin/sockd -s reload -c "
-                     "/etc/sockd/sockd.conf",
-                     "RuntimeDirectory=sockd"):
+                     "ExecStartPre=%s/sockd -t -c %s" % (sbin, conf),
+                     "ExecStart=%s/sockd -c %s" % (sbin, conf),
+                     "ExecReload=%s/sockd -s reload -c %s" % (sbin, conf),
+                     "RuntimeDirectory=sockd", "User=sockd",
+                     "SystemCallFilter=~@privileged @resources"):
             self.assertRegex(svc, r"(?m)^%s$" % re.escape(line))
         self.assertRegex(svc, r"(?m)^WatchdogSec=")
 
     def test_socket_matches_default_config(self):
-        with open(os.path.join(DIST, "sockd.socket")) as f:
+        with open(os.path.join(DIST, "sockd.socket.in")) as f:
             streams = re.findall(r"(?m)^ListenStream=(\S+)$", f.read())
         with open(os.path.join(DIST, "sockd.conf")) as f:
             conf = f.read()
