@@ -384,6 +384,19 @@ request_fill(struct sock_request *r, struct parse_ctx *ctx,
     return 0;
 }
 
+/* Every LF after a CR, and every CR before an LF (or at the end). */
+static bool
+crlf_only(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+            return false;
+        if (p[i] == '\r' && i + 1 < len && p[i + 1] != '\n')
+            return false;
+    }
+    return true;
+}
+
 int
 ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
                  size_t max_headers)
@@ -399,6 +412,10 @@ ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
      * a body or of a pipelined request.
      */
     if (len > SSIZE_MAX || ws_head_len(head, len, len) != (ssize_t)len)
+        return 400;
+    /* http-parser takes a bare LF as a line end; we do not, so that a head
+       gets one answer however it is split (ws_head_check_prefix). */
+    if (!crlf_only(head, len))
         return 400;
     http_parser_init(&p, HTTP_REQUEST);
     p.data = &ctx;
@@ -418,19 +435,6 @@ ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
         status = request_fill(r, &ctx, &p);
     free(ctx.hdrs);
     return status;
-}
-
-/* Every LF after a CR, and every CR before an LF (or at the end). */
-static bool
-crlf_only(const uint8_t *p, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
-            return false;
-        if (p[i] == '\r' && i + 1 < len && p[i + 1] != '\n')
-            return false;
-    }
-    return true;
 }
 
 int

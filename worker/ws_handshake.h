@@ -58,9 +58,9 @@ int ws_head_check_prefix(const uint8_t *p, size_t len, size_t max_headers);
 /*
  * Parses a complete head (as found by ws_head_len) with http-parser into r,
  * copying what it keeps. Returns 0, or an HTTP status for the client: 400
- * for malformed HTTP or a request body, 431 for more than max_headers
- * headers, 505 for HTTP other than 1.x, 500 on ENOMEM. r needs
- * ws_request_destroy either way.
+ * for malformed HTTP (a bare LF or CR included) or a request body, 431 for
+ * more than max_headers headers, 505 for HTTP other than 1.x, 500 on
+ * ENOMEM. r needs ws_request_destroy either way.
  */
 int ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
                      size_t max_headers);
