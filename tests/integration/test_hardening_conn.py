@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bustest import metrics  # noqa: E402
@@ -215,6 +216,10 @@ message_timeout = 0
 [route /pslow]
 app = {build}/probe.so
 message_timeout = 1s
+[route /zhold]
+app = echo
+compress = on
+message_timeout = 0
 """
 
 
@@ -341,6 +346,27 @@ class PartialMessages(SockdTestCase):
                          (OP_BINARY, b"part-end"))
 
     # max_partial_bytes
+
+    def test_inflated_bytes_held_and_released(self):
+        # A compressed message's first fragment: what it inflates to is
+        # held (and counted) until the message ends.
+        c = self.client("/zhold", headers=[("Sec-WebSocket-Extensions",
+                                            "permessage-deflate")])
+        data = random.Random(5).randbytes(200 << 10)
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+        self.assertEqual(body[-4:], b"\x00\x00\xff\xff")
+        c.send_frame(OP_BINARY, body[:-4], fin=False, rsv=4)
+        wait_until(lambda: (self.metric("sock_partial_bytes") or 0) >=
+                   200 << 10, 5, what="the inflated bytes held")
+        self.assertLessEqual(self.metric("sock_partial_bytes"), 512 << 10)
+        c.send_frame(OP_CONT, b"", fin=True)
+        f = c.recv_frame(timeout=5)
+        self.assertEqual((f.opcode, f.fin, f.rsv), (OP_BINARY, True, 4))
+        d = zlib.decompressobj(-15)
+        self.assertTrue(d.decompress(f.payload + b"\x00\x00\xff\xff") ==
+                        data)
+        self.wait_held(0)
 
     def test_budget_closes_biggest_holders_1009(self):
         # 40 connections each hold 32 KiB of an unfinished message, half
