@@ -578,13 +578,11 @@ conn_queue_own(struct conn *c, uint8_t op, const void *data, size_t len)
 static void
 conn_pongs_written(struct conn *c, size_t n)
 {
-    struct conn_cold *x = c->x;
-
-    if (n < x->pong_left) {
-        x->pong_left -= n;
+    if (n < c->pong_left) {
+        c->pong_left -= n;
         return;
     }
-    x->pong_left = 0;
+    c->pong_left = 0;
     c->pongs_queued = 0;
 }
 
@@ -596,18 +594,17 @@ conn_pongs_written(struct conn *c, size_t n)
 static void
 conn_answer_ping(struct conn *c, const uint8_t *p, size_t len)
 {
-    struct conn_cold *x = conn_cold(c);
+    struct conn_cold *x;
 
-    if (x == NULL)
-        return;
     if (c->pongs_queued < CONN_PONGS_QUEUED) {
         if (conn_queue_own(c, WS_OP_PONG, p, len) == 0) {
             c->pongs_queued++;
-            x->pong_left = c->sq.bytes;
+            c->pong_left = c->sq.bytes;
         }
         return;
     }
-    if (x->pong == NULL && (x->pong = malloc(WS_MAX_CONTROL)) == NULL)
+    if ((x = conn_cold(c)) == NULL ||
+        (x->pong == NULL && (x->pong = malloc(WS_MAX_CONTROL)) == NULL))
         return;
     if (c->pong_due)
         c->w->stats->pongs_coalesced++;

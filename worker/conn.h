@@ -55,11 +55,9 @@ struct conn_cold {
     uint8_t stop_reason_len;
 
     /* A ping's answer waiting for the queued pongs to leave (its payload
-       is the latest ping's: conn_answer_ping), and how many queued bytes
-       end with the last pong queued. */
+       is the latest ping's: conn_answer_ping). */
     uint8_t pong_len;
     uint8_t *pong;
-    size_t pong_left;
 
     /* message_timeout: armed while a frame or message is unfinished. */
     struct tnode mtn;
@@ -109,6 +107,7 @@ struct conn {
 
     /* Send side. */
     struct sendq sq;
+    size_t pong_left;            /* queued bytes up to the last pong's end */
 
     struct tls_conn *tls;        /* wss://, NULL for plain TCP */
     struct ws_deflate *deflate;  /* permessage-deflate, NULL unless agreed */
