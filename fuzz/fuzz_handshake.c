@@ -1,8 +1,9 @@
 /*
  * fuzz_handshake.c: libFuzzer harness for the HTTP side of the upgrade:
- * ws_head_len, ws_request_parse, ws_request_validate and the request
- * getters on arbitrary bytes. Checks that a head length never exceeds the
- * input and that parse and validate only answer with known statuses.
+ * ws_head_len, ws_head_check_prefix, ws_request_parse, ws_request_validate
+ * and the request getters on arbitrary bytes. Checks that a head length
+ * never exceeds the input, that parse and validate only answer with known
+ * statuses, and that no prefix of a head the parser takes is refused.
  * Built by tools/fuzz (clang).
  */
 #include <stdint.h>
@@ -23,9 +24,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (hl > (ssize_t)size)
         abort();
-    if (hl <= 0)
+    if (hl <= 0) {
+        status = ws_head_check_prefix(data, size, 64);
+        if (status != 0 && status != 400 && status != 431 && status != 505)
+            abort();
         return 0;
+    }
     status = ws_request_parse(&r, data, (size_t)hl, 64);
+    /* Any split of an accepted head must wait, not be refused. */
+    if (status == 0 && (ws_head_check_prefix(data, (size_t)hl - 1, 64) != 0 ||
+                        ws_head_check_prefix(data, (size_t)hl / 2, 64) != 0))
+        abort();
     r.peer = "127.0.0.1:1";
     r.tls = false;
     if (status == 0) {

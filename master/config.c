@@ -133,6 +133,7 @@ static const struct key keys[] = {
     SRV("max_request_head", max_request_head, KT_SIZE32, KIB, MIB),
     SRV("max_headers", max_headers, KT_U32, 1, 1000),
     SRV("max_connections", max_connections, KT_U32, 0, UINT32_MAX),
+    SRV("max_partial_bytes", max_partial_bytes, KT_SIZE64, 1, SIZE63),
     SRV("shutdown_timeout", shutdown_timeout_ms, KT_DURATION, 0, MS_MAX),
     SRV("drain_timeout", drain_timeout_ms, KT_DURATION, 0, MS_MAX),
     SRV("drain_spread", drain_spread_ms, KT_DURATION, 0, MS_MAX),
@@ -154,6 +155,7 @@ static const struct key keys[] = {
     /* Control frames carry up to 125 bytes and must always fit. */
     OPT("max_frame_size", max_frame_size, KT_SIZE64, 125, SIZE63),
     OPT("max_message_size", max_message_size, KT_SIZE64, 1, SIZE63),
+    OPT("message_timeout", message_timeout_ms, KT_DURATION_OFF, 1, MS_MAX),
     OPT("max_inflate_ratio", max_inflate_ratio, KT_U32, 1, UINT32_MAX),
     OPT("send_low_watermark", send_low_watermark, KT_SIZE64, 0, SIZE63),
     OPT("send_high_watermark", send_high_watermark, KT_SIZE64, 1, SIZE63),
@@ -1465,6 +1467,36 @@ finish_admin_redis(struct parser *p)
         c->redis.prefix = strdup("sock:");
 }
 
+/*
+ * A message can only complete while the worker may hold it: a route whose
+ * max_message_size is over max_partial_bytes would close every client
+ * that sends one that big, whatever else is going on.
+ */
+static void
+check_partial_budget(struct parser *p)
+{
+    const struct config *c = p->cfg;
+    size_t mm = key_index("max_message_size", SC_OPTS);
+    size_t pb = key_index("max_partial_bytes", SC_SERVER);
+    int line;
+
+    for (size_t i = 0; i < c->n_routes; i++) {
+        const struct route *r = &c->routes[i];
+
+        if (r->opts.max_message_size <= c->server.max_partial_bytes)
+            continue;
+        line = p->route_seen[i].line[mm] ? p->route_seen[i].line[mm]
+               : p->server_seen.line[pb] ? p->server_seen.line[pb]
+               : p->server_seen.line[mm];
+        report(p, line, "[route %s] max_message_size (%llu bytes) is over "
+               "[server] max_partial_bytes (%llu bytes), which bounds what "
+               "a worker holds of unfinished messages: raise "
+               "max_partial_bytes or lower max_message_size", r->path,
+               (unsigned long long)r->opts.max_message_size,
+               (unsigned long long)c->server.max_partial_bytes);
+    }
+}
+
 static void
 finish(struct parser *p)
 {
@@ -1483,6 +1515,7 @@ finish(struct parser *p)
         check_watermarks(p, &c->defaults, p->server_line, "[server]");
     for (size_t i = 0; i < c->n_routes; i++)
         finish_route(p, i);
+    check_partial_budget(p);
     finish_admin_redis(p);
 }
 
@@ -1496,6 +1529,7 @@ config_route_opts_default(struct route_opts *o)
         .close_timeout_ms = 5000,
         .max_frame_size = 8 * MIB,
         .max_message_size = 8 * MIB,
+        .message_timeout_ms = 60000,
         .max_inflate_ratio = 25,
         .send_low_watermark = 64 * KIB,
         .send_high_watermark = 1 * MIB,
@@ -1529,6 +1563,7 @@ config_new(const char *name)
         .handshake_timeout_ms = 10000,
         .max_request_head = 8 * KIB,
         .max_headers = 64,
+        .max_partial_bytes = 256 * MIB,
         .shutdown_timeout_ms = 10000,
         .drain_timeout_ms = 30000,
         .drain_spread_ms = 10000,

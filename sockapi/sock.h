@@ -98,7 +98,7 @@ typedef enum sock_close_kind {
     SOCK_CLOSE_NORMAL = 1,   /* the app stopped */
     SOCK_CLOSE_REMOTE = 2,   /* the peer sent a close frame */
     SOCK_CLOSE_SHUTDOWN = 3, /* the server is stopping or draining */
-    SOCK_CLOSE_TIMEOUT = 4,  /* idle, pong or close timeout */
+    SOCK_CLOSE_TIMEOUT = 4,  /* idle, pong, message or close timeout */
     SOCK_CLOSE_ERROR = 5,    /* see sock_close_error */
 } sock_close_kind;
 
@@ -144,7 +144,8 @@ typedef struct sock_app {
     sock_ret (*init)(sock_conn *c, void *upgrade_arg, void **state);
     /* Each complete text or binary message. */
     sock_ret (*handle_in)(sock_conn *c, const sock_msg *m, void **state);
-    /* Optional: a ping (pong already queued by the server) or pong. Never close. */
+    /* Optional: a ping (pong already queued by the server, or under a ping
+       flood, one for the latest ping) or pong. Never close. */
     sock_ret (*handle_control)(sock_conn *c, const sock_msg *m, void **state);
     /* Messages from elsewhere: other connections, topics, timers, drain. */
     sock_ret (*handle_info)(sock_conn *c, const sock_info *i, void **state);

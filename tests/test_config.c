@@ -73,6 +73,7 @@ assert_defaults(const struct route_opts *o)
     ck_assert_uint_eq(o->close_timeout_ms, 5000);
     ck_assert_uint_eq(o->max_frame_size, 8u << 20);
     ck_assert_uint_eq(o->max_message_size, 8u << 20);
+    ck_assert_uint_eq(o->message_timeout_ms, 60000);
     ck_assert_uint_eq(o->max_inflate_ratio, 25);
     ck_assert_uint_eq(o->send_low_watermark, 64u << 10);
     ck_assert_uint_eq(o->send_high_watermark, 1u << 20);
@@ -123,6 +124,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->max_request_head, 8192);
     ck_assert_uint_eq(s->max_headers, 64);
     ck_assert_uint_eq(s->max_connections, 0);
+    ck_assert_uint_eq(s->max_partial_bytes, 256u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 10000);
     ck_assert_uint_eq(s->drain_timeout_ms, 30000);
     ck_assert_uint_eq(s->drain_spread_ms, 10000);
@@ -173,6 +175,7 @@ START_TEST(test_every_key)
         "log_file = /var/log/sockd.log\nlog_level = debug\nnode_id = 42\n"
         "handshake_timeout = 3s\nmax_request_head = 16KiB\n"
         "max_headers = 100\nmax_connections = 5000\n"
+        "max_partial_bytes = 64MiB\nmessage_timeout = 45s\n"
         "shutdown_timeout = 4s\ndrain_timeout = 1m\ndrain_spread = 20s\n"
         "worker_shutdown_timeout = 2m\nworker_heartbeat_timeout = 30s\n"
         "idle_timeout = 2m\nclose_timeout = 7s\nmax_frame_size = 1MiB\n"
@@ -203,6 +206,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(s->max_request_head, 16384);
     ck_assert_uint_eq(s->max_headers, 100);
     ck_assert_uint_eq(s->max_connections, 5000);
+    ck_assert_uint_eq(s->max_partial_bytes, 64u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 4000);
     ck_assert_uint_eq(s->drain_timeout_ms, 60000);
     ck_assert_uint_eq(s->drain_spread_ms, 20000);
@@ -216,6 +220,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(o->close_timeout_ms, 7000);
     ck_assert_uint_eq(o->max_frame_size, 1u << 20);
     ck_assert_uint_eq(o->max_message_size, 4u << 20);
+    ck_assert_uint_eq(o->message_timeout_ms, 45000);
     ck_assert_uint_eq(o->max_inflate_ratio, 10);
     ck_assert_uint_eq(o->send_low_watermark, 32768);
     ck_assert_uint_eq(o->send_high_watermark, 524288);
@@ -291,6 +296,16 @@ END_TEST
 
 /* [server] comes after the route it applies to; the route's own value
    wins; a route after [server] gets the defaults too. */
+START_TEST(test_message_timeout_off)
+{
+    struct config *c = parse_ok(HEAD "message_timeout = 0\n");
+
+    ck_assert_uint_eq(c->routes[0].opts.message_timeout_ms, 0);
+    ck_assert_uint_eq(c->defaults.message_timeout_ms, 60000);
+    config_free(c);
+}
+END_TEST
+
 START_TEST(test_server_defaults_any_order)
 {
     static const char text[] =
@@ -468,6 +483,17 @@ static const struct {
       "t.conf:4: ", "send_high_watermark <= send_hard_limit" },
     { HEAD "send_low_watermark = 1MiB\n", "t.conf:2: ",
       "[route /echo]: expected send_low_watermark" },
+    { HEAD "[server]\nmax_partial_bytes = 4MiB\n", "t.conf:5: ",
+      "[route /echo] max_message_size (8388608 bytes) is over [server] "
+      "max_partial_bytes (4194304 bytes)" },
+    { HEAD "max_message_size = 512MiB\n", "t.conf:4: ",
+      "[route /echo] max_message_size (536870912 bytes) is over" },
+    { HEAD "[server]\nmax_message_size = 300MiB\n", "t.conf:5: ",
+      "max_partial_bytes (268435456 bytes)" },
+    { HEAD "[server]\nmax_partial_bytes = 0\n", "t.conf:5: ",
+      "bad value '0' for max_partial_bytes" },
+    { HEAD "message_timeout = soon\n", "t.conf:4: ",
+      "bad value 'soon' for message_timeout" },
     { HEAD "[server]\nsend_hard_limit = 512KiB\n", "t.conf:4: ",
       "[server]: expected send_low_watermark" },
     { HEAD "idle_close_code = 1005\n", "t.conf:4: ",
@@ -938,6 +964,7 @@ config_suite(void)
     tcase_add_test(tc, test_every_key);
     tcase_add_test(tc, test_workers_auto);
     tcase_add_test(tc, test_heartbeat_timeout);
+    tcase_add_test(tc, test_message_timeout_off);
     tcase_add_test(tc, test_server_defaults_any_order);
     tcase_add_test(tc, test_comments_and_syntax);
     tcase_add_test(tc, test_list_continuation);

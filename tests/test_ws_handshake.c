@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "testutil.h"
 
 #define MAX_HEADERS 64
@@ -144,6 +145,136 @@ START_TEST(test_head_len_crlf_only)
                                  strlen(mixed), 100), 0);
     ck_assert_int_eq(ws_head_len(guard_copy(partial, strlen(partial)),
                                  strlen(partial), 100), 0);
+}
+END_TEST
+
+/* ---- Unfinished heads ---------------------------------------------------- */
+
+static int
+prefix_status(const char *p, size_t len)
+{
+    return ws_head_check_prefix(guard_copy(p, len), len, MAX_HEADERS);
+}
+
+/* Every cut of heads the parser accepts is worth waiting for. */
+START_TEST(test_prefix_every_split_valid)
+{
+    static const char *const heads[] = {
+        valid_req,
+        "\r\nGET /after-empty-line HTTP/1.1\r\n" H_ALL "\r\n",
+        "GET http://a.example/p?q=1 HTTP/1.1\r\n" H_ALL "\r\n",
+        "GET /plain HTTP/1.0\r\nHost: a\r\n\r\n",
+        "HEAD /static/x.html HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n"
+        "X-Tab:\tv\t\r\n\r\n",
+        "M-SEARCH * HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(heads); i++) {
+        size_t len = strlen(heads[i]);
+        struct sock_request r;
+
+        memset(&r, 0, sizeof(r));
+        ck_assert_int_eq(ws_request_parse(&r, guard_copy(heads[i], len), len,
+                                          MAX_HEADERS), 0);
+        ws_request_destroy(&r);
+        for (size_t cut = 0; cut < len; cut++)
+            ck_assert_msg(prefix_status(heads[i], cut) == 0,
+                          "head %zu cut %zu: %d", i, cut,
+                          prefix_status(heads[i], cut));
+    }
+}
+END_TEST
+
+/* What no HTTP/1.1 request begins with is refused at once. */
+START_TEST(test_prefix_garbage)
+{
+    static const struct {
+        const char *p;
+        size_t len; /* 0: strlen */
+        int status;
+    } cases[] = {
+        { "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, 400 },
+        { "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", 0, 400 },
+        { "PRI * HTTP/2.0\r\n", 0, 400 },
+        { "get /echo HTTP/1.1\r\n", 0, 400 },
+        { "GET /echo HTTP/1.1\nHost: a", 0, 400 },
+        { "\n", 0, 400 },
+        { "GET /echo HTTP/1.1\r\nHost: a\rX", 0, 400 },
+        { "GET /echo HTTP/1.1\r\nHo st: a\r\n", 0, 400 },
+        { "GET /\x01 HTTP/1.1", 0, 400 },
+        { "GET / HTTP/1.1x", 0, 400 },
+        { "GET / FTP/1.1\r\n", 0, 400 },
+        { "\0GET", 4, 400 },
+        { "GET /echo HTTP/2.0\r\nHost: a\r\n", 0, 505 },
+        { "GET /echo\r\nHost: a\r\n", 0, 505 },
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].p);
+
+        ck_assert_msg(prefix_status(cases[i].p, len) == cases[i].status,
+                      "case %zu: %d", i, prefix_status(cases[i].p, len));
+    }
+    /* Not yet: a request line is not over until its CRLF. */
+    ck_assert_int_eq(prefix_status("GET /echo HTTP/2.0", 18), 0);
+    ck_assert_int_eq(prefix_status("GET /echo HTTP/1.1\r", 19), 0);
+    ck_assert_int_eq(prefix_status("", 0), 0);
+}
+END_TEST
+
+START_TEST(test_prefix_max_headers)
+{
+    char buf[4096];
+    size_t len;
+
+    len = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nA: 1\r\n"
+                           "B: 2\r\nC");
+    ck_assert_int_eq(ws_head_check_prefix(guard_copy(buf, len), len, 3), 0);
+    ck_assert_int_eq(ws_head_check_prefix(guard_copy(buf, len), len, 2), 431);
+}
+END_TEST
+
+/*
+ * Random changes to a valid request: a prefix refused means the whole
+ * head is refused too, and a head the parser takes has no refused
+ * prefix, so a request gets one answer however it is split.
+ */
+START_TEST(test_prefix_agrees_with_parse)
+{
+    static const char alphabet[] = "\r\n :,=?&#/\t\x00\x7f\xff"
+                                   "Aa0GETHTPwebsocketupgrade";
+    uint64_t seed = 0x9a27f00d;
+    char buf[sizeof(valid_req) + 8];
+    size_t len = strlen(valid_req);
+
+    for (int i = 0; i < 800; i++) {
+        struct sock_request r;
+        ssize_t head;
+        int n = 1 + (int)(test_rand(&seed) % 3), status;
+
+        memcpy(buf, valid_req, len);
+        for (int j = 0; j < n; j++)
+            buf[test_rand(&seed) % len] =
+                alphabet[test_rand(&seed) % (sizeof(alphabet) - 1)];
+        head = ws_head_len(guard_copy(buf, len), len, len);
+        if (head <= 0)
+            continue;
+        memset(&r, 0, sizeof(r));
+        status = ws_request_parse(&r, guard_copy(buf, (size_t)head),
+                                  (size_t)head, MAX_HEADERS);
+        ws_request_destroy(&r);
+        for (size_t cut = 0; cut < (size_t)head; cut++) {
+            int early = prefix_status(buf, cut);
+
+            ck_assert_msg(early == 0 || early == 400 || early == 431 ||
+                          early == 505, "iteration %d cut %zu: %d", i, cut,
+                          early);
+            ck_assert_msg(status != 0 || early == 0, "iteration %d cut %zu: "
+                          "prefix refused with %d, head accepted", i, cut,
+                          early);
+            ck_assert_msg(early == 0 || status != 0, "iteration %d",  i);
+        }
+    }
 }
 END_TEST
 
@@ -753,6 +884,10 @@ ws_handshake_suite(void)
     tcase_add_test(head, test_head_len_with_trailing_bytes);
     tcase_add_test(head, test_head_len_limit);
     tcase_add_test(head, test_head_len_crlf_only);
+    tcase_add_test(head, test_prefix_every_split_valid);
+    tcase_add_test(head, test_prefix_garbage);
+    tcase_add_test(head, test_prefix_max_headers);
+    tcase_add_test(head, test_prefix_agrees_with_parse);
     suite_add_tcase(s, head);
 
     tcase_add_test(parsing, test_parse_valid);

@@ -259,6 +259,18 @@ static const struct stat_metric stat_metrics[] = {
       "Bytes given to the compressor.", STAT(deflate_in) },
     { "sock_deflate_bytes_out_total", "counter",
       "Compressed bytes it made.", STAT(deflate_out) },
+    { "sock_partial_bytes", "gauge",
+      "Bytes held for unfinished client input: messages still arriving "
+      "and input kept while an app paused reading.", STAT(partial_bytes) },
+    { "sock_partial_budget_closes_total", "counter",
+      "Connections closed with 1009 to keep that under max_partial_bytes.",
+      STAT(partial_closes) },
+    { "sock_message_timeouts_total", "counter",
+      "Connections closed with 1008 for a message unfinished after "
+      "message_timeout.", STAT(message_timeouts) },
+    { "sock_pongs_coalesced_total", "counter",
+      "Pings answered only by the pong of a later ping (a ping flood).",
+      STAT(pongs_coalesced) },
     { "sock_worker_deaths_total", "counter",
       "Workers that exited abnormally (crash, signal, kill); the "
       "master replaces them.", STAT(workers_died) },
@@ -427,6 +439,7 @@ admin_metrics(struct admin_conn *a)
         workers += s->pid != 0; /* not the retired counters */
         worker_stats_add(&sum, s);
         sum.open += s->open;
+        sum.partial_bytes += s->partial_bytes;
         sum.redis.connected += s->redis.connected;
     }
     o = build_metrics(w, buf, sizeof(buf), o);

@@ -35,12 +35,21 @@
 
 #define CONN_READS_PER_WAKEUP 4
 #define CONN_WRITES_PER_FLUSH 16
+/*
+ * Pongs that may sit unwritten in a send queue. A ping beyond them is
+ * answered later by one pong carrying the latest ping's payload (RFC 6455
+ * §5.5.3 allows answering only the most recent), so a ping flood costs a
+ * client that never reads at most this many pongs, not one per ping,
+ * while a burst of a few pings still gets every pong.
+ */
+#define CONN_PONGS_QUEUED 16
 
 static const struct sock_conn_ops conn_ops;
 
 static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
 static size_t conn_process(struct conn *c, uint8_t *p, size_t n);
 static void conn_after_app(struct conn *c, sock_ret ret);
+static void conn_drop_input(struct conn *c);
 
 /* The peer for a log line: formatted on the caller's stack. */
 #define PEER(c) conn_peer_str((c), (char[CONN_PEER_MAX]){ 0 }, CONN_PEER_MAX)
@@ -144,6 +153,8 @@ conn_cold(struct conn *c)
     list_init(&x->inbox);
     list_init(&x->timers);
     list_init(&x->subs);
+    tnode_init(&x->mtn);
+    x->conn = c;
     c->x = x;
     return x;
 }
@@ -244,6 +255,7 @@ conn_teardown(struct conn *c)
     ev_io_stop(w->loop, &c->io);
     c->reading = c->writing = false;
     tlist_disarm(&c->tn);
+    conn_drop_input(c);
     list_remove(&c->flink);
     list_remove(&c->plink);
     list_remove(&c->link);
@@ -288,6 +300,7 @@ conn_free(struct conn *c)
         free(x->subprotocol);
         free(x->peer_reason);
         free(x->stop_reason);
+        free(x->pong);
         free(x);
     }
     ws_deflate_free(c->deflate);
@@ -304,6 +317,10 @@ conn_settle(struct conn *c)
         conn_teardown(c);
         return;
     }
+    /* Failed: input is drained unread from now on, so what was held of
+       it goes (here, where no handler can still be reading it). */
+    if (c->state == CONN_FINISH)
+        conn_drop_input(c);
     if (c->sq.bytes > 0 || (c->state == CONN_FINISH && !c->shut_wr))
         conn_want_flush(c);
 }
@@ -535,6 +552,82 @@ conn_close(struct conn *c, uint16_t code, const char *reason, size_t len,
     }
 }
 
+/*
+ * Whether len more bytes fit under send_hard_limit. If not, the
+ * connection fails with 1008, as for an app push over it (DESIGN §3.4):
+ * every frame counts, ours (pongs, pings) too. The close frame is the one
+ * frame queued past the limit, once per connection.
+ */
+static bool
+conn_fits(struct conn *c, size_t len)
+{
+    if (c->sq.bytes + len <= conn_opts(c)->send_hard_limit)
+        return true;
+    log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
+             (unsigned long long)c->id, PEER(c), c->sq.bytes);
+    conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
+    return false;
+}
+
+/* A pong or ping of the server's own, within the send limits. */
+static int
+conn_queue_own(struct conn *c, uint8_t op, const void *data, size_t len)
+{
+    if (!conn_fits(c, len))
+        return -ENOBUFS;
+    return conn_queue_frame(c, op, data, len, NULL);
+}
+
+/* n more bytes of the queue left: are the queued pongs all out? */
+static void
+conn_pongs_written(struct conn *c, size_t n)
+{
+    if (n < c->pong_left) {
+        c->pong_left -= n;
+        return;
+    }
+    c->pong_left = 0;
+    c->pongs_queued = 0;
+}
+
+/*
+ * Answers a ping (§5.5.2): at once while fewer than CONN_PONGS_QUEUED
+ * pongs may be unwritten, else in x->pong, overwritten by any later ping
+ * and queued when those have left (conn_queue_due_pong).
+ */
+static void
+conn_answer_ping(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct conn_cold *x;
+
+    if (c->pongs_queued < CONN_PONGS_QUEUED) {
+        if (conn_queue_own(c, WS_OP_PONG, p, len) == 0) {
+            c->pongs_queued++;
+            c->pong_left = c->sq.bytes;
+        }
+        return;
+    }
+    if ((x = conn_cold(c)) == NULL ||
+        (x->pong == NULL && (x->pong = malloc(WS_MAX_CONTROL)) == NULL))
+        return;
+    if (c->pong_due)
+        c->w->stats->pongs_coalesced++;
+    memcpy(x->pong, p, len);
+    x->pong_len = (uint8_t)len;
+    c->pong_due = true;
+}
+
+/* After a write: the waiting pong goes once the queued ones have left. */
+static void
+conn_queue_due_pong(struct conn *c)
+{
+    if (!c->pong_due || c->pongs_queued >= CONN_PONGS_QUEUED)
+        return;
+    c->pong_due = false;
+    if (c->state == CONN_OPEN)
+        conn_answer_ping(c, c->x->pong, c->x->pong_len);
+}
+
 static ssize_t
 conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
 {
@@ -549,6 +642,8 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
         c->tls_write_wants_read = n == -EAGAIN && want == TLS_WANT_READ;
         if (n > 0)
             c->w->stats->bytes_out += (uint64_t)n;
+        if (n > 0 && c->pongs_queued > 0)
+            conn_pongs_written(c, (size_t)n);
         return n;
     }
     do {
@@ -561,6 +656,8 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     c->w->stats->bytes_out += (uint64_t)n;
+    if (c->pongs_queued > 0)
+        conn_pongs_written(c, (size_t)n);
     return n;
 }
 
@@ -611,6 +708,10 @@ conn_flush(struct conn *c)
     if (c->state == CONN_DEAD)
         return;
     rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);
+    if (rc >= 0 && c->pong_due) {
+        conn_queue_due_pong(c);
+        rc = c->sq.bytes > 0 ? MAX(rc, 1) : rc; /* written on the next go */
+    }
     if (rc < 0) {
         log_debug("event=write_error conn=%llx peer=%s error=\"%s\"",
                   (unsigned long long)c->id, PEER(c), strerror(-rc));
@@ -763,10 +864,142 @@ conn_touch(struct conn *c)
     }
 }
 
+/* ---- Unfinished input: max_partial_bytes and message_timeout ---------- */
+
+/* What c holds of input not yet handled: the message being assembled (or
+   inflated) and input kept while its app paused reading. */
+static size_t
+conn_held(const struct conn *c)
+{
+    return c->msg_cap + (c->x != NULL ? c->x->stash_len : 0);
+}
+
+/* c held `before` bytes until a change: the worker's total follows. */
+static void
+conn_account(struct conn *c, size_t before)
+{
+    c->w->stats->partial_bytes += (uint64_t)conn_held(c) - before;
+}
+
+static void
+conn_drop_input(struct conn *c)
+{
+    size_t before = conn_held(c);
+
+    if (c->x != NULL) {
+        tlist_disarm(&c->x->mtn);
+        free(c->x->stash);
+        c->x->stash = NULL;
+        c->x->stash_len = 0;
+    }
+    if (before == 0)
+        return;
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    conn_account(c, before);
+}
+
+/*
+ * Keeps what the worker holds of unfinished input under max_partial_bytes
+ * (anything a client can make it hold for as long as it likes): while
+ * over, the connection holding the most is failed with 1009 and its input
+ * dropped. Called after c grew; false if c itself was failed. A scan of
+ * the connections, but only when over, and each one frees a holder.
+ */
+static bool
+conn_within_budget(struct conn *c)
+{
+    struct worker *w = c->w;
+    uint64_t budget = w->cfg->server.max_partial_bytes;
+    bool self = false;
+
+    while (w->stats->partial_bytes > budget) {
+        struct conn *v = NULL;
+        size_t most = 0;
+
+        for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {
+            struct conn *o = container_of(l, struct conn, link);
+
+            if ((o->state == CONN_OPEN || o->state == CONN_CLOSING) &&
+                conn_held(o) > most) {
+                v = o;
+                most = conn_held(o);
+            }
+        }
+        if (v == NULL)
+            break;
+        log_info("event=partial_budget_close conn=%llx peer=%s held=%zu "
+                 "worker_held=%llu", (unsigned long long)v->id, PEER(v),
+                 most, (unsigned long long)w->stats->partial_bytes);
+        w->stats->partial_closes++;
+        conn_fail(v, 1009, SOCK_ERR_TOO_BIG);
+        conn_drop_input(v);
+        self = self || v == c;
+    }
+    return !self;
+}
+
+/* A frame or message is under way: started and not complete. */
+static bool
+conn_unfinished(const struct conn *c)
+{
+    return c->in_msg || c->rx == RX_PAYLOAD || c->hdr_len > 0;
+}
+
+/*
+ * After input was handled: message_timeout runs from the read that began
+ * an unfinished frame or message until one completes (conn_unit_done),
+ * while the connection is open and reading (a paused app's client is not
+ * to blame for a message we do not read).
+ */
+static void
+conn_track_unfinished(struct conn *c)
+{
+    uint32_t ms = c->route != NULL ? conn_opts(c)->message_timeout_ms : 0;
+    struct conn_cold *x;
+
+    if (ms == 0 || c->state != CONN_OPEN || !c->active ||
+        !conn_unfinished(c)) {
+        if (c->x != NULL)
+            tlist_disarm(&c->x->mtn);
+        return;
+    }
+    x = conn_cold(c);
+    if (x != NULL && x->mtn.owner == NULL)
+        tlist_arm(c->w->msg_timers, &x->mtn, ms);
+}
+
+/* A frame ended outside a message, or a message ended: the next one gets
+   its own message_timeout. */
+static void
+conn_unit_done(struct conn *c)
+{
+    if (c->x != NULL && !c->in_msg)
+        tlist_disarm(&c->x->mtn);
+}
+
+void
+conn_on_message_timeout(struct tnode *n, void *ctx)
+{
+    struct conn_cold *x = container_of(n, struct conn_cold, mtn);
+    struct conn *c = x->conn;
+
+    (void)ctx;
+    if (c->state != CONN_OPEN)
+        return;
+    log_info("event=message_timeout conn=%llx peer=%s held=%zu",
+             (unsigned long long)c->id, PEER(c), conn_held(c));
+    c->w->stats->message_timeouts++;
+    conn_fail(c, 1008, SOCK_ERR_NONE);
+    c->close_kind = SOCK_CLOSE_TIMEOUT;
+    conn_settle(c);
+}
+
 static bool
 conn_grow_msg(struct conn *c, size_t need)
 {
-    size_t cap = c->msg_cap ? c->msg_cap : 256;
+    size_t cap = c->msg_cap ? c->msg_cap : 256, before;
     uint8_t *p;
 
     while (cap < need)
@@ -777,8 +1010,10 @@ conn_grow_msg(struct conn *c, size_t need)
     if (p == NULL)
         return false;
     c->msg = p;
+    before = conn_held(c);
     c->msg_cap = cap;
-    return true;
+    conn_account(c, before);
+    return conn_within_budget(c);
 }
 
 /* Checks a new frame header against the connection's state (§5.4, §5.5). */
@@ -868,7 +1103,9 @@ conn_on_control(struct conn *c, uint8_t op, const uint8_t *p, size_t len)
     if (c->state != CONN_OPEN)
         return;
     if (op == WS_OP_PING)
-        conn_queue_frame(c, WS_OP_PONG, p, len, NULL);
+        conn_answer_ping(c, p, len);
+    if (c->state != CONN_OPEN)
+        return; /* the pong took the queue over its limit */
     conn_deliver_control(c, op, p, len);
 }
 
@@ -876,6 +1113,8 @@ conn_on_control(struct conn *c, uint8_t op, const uint8_t *p, size_t len)
 static void
 conn_data_end(struct conn *c, const uint8_t *p, size_t len)
 {
+    size_t held;
+
     if (!c->f.fin) {
         c->in_msg = true;
         return;
@@ -887,9 +1126,11 @@ conn_data_end(struct conn *c, const uint8_t *p, size_t len)
     }
     conn_deliver(c, c->msg_op, p, len);
     /* Idle connections own no buffers. */
+    held = conn_held(c);
     free(c->msg);
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
+    conn_account(c, held);
 }
 
 static void
@@ -920,7 +1161,7 @@ conn_inflate(struct conn *c, const uint8_t *p, size_t k)
 {
     bool last = c->f.fin && c->f_got + k == c->f.len;
     struct ws_dbuf out = { c->msg, c->msg_len, c->msg_cap };
-    size_t before = c->msg_len;
+    size_t before = c->msg_len, held = conn_held(c);
     int rc;
 
     c->f_got += k;
@@ -931,6 +1172,9 @@ conn_inflate(struct conn *c, const uint8_t *p, size_t k)
     c->msg = out.p;
     c->msg_len = out.len;
     c->msg_cap = out.cap;
+    conn_account(c, held);
+    if (!conn_within_budget(c))
+        return false;
     if (rc == -EMSGSIZE) {
         conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
         return false;
@@ -988,7 +1232,8 @@ conn_payload(struct conn *c, uint8_t *p, size_t k)
     if (k == 0)
         return true;
     if (c->msg_len + k > c->msg_cap && !conn_grow_msg(c, c->msg_len + k)) {
-        c->want_teardown = true;
+        if (c->state != CONN_FINISH)
+            c->want_teardown = true; /* out of memory, not the budget */
         return false;
     }
     memcpy(c->msg + c->msg_len, p, k);
@@ -1079,6 +1324,7 @@ conn_frames(struct conn *c, uint8_t *p, size_t n)
             if (!c->discard && !c->in_msg && c->f.fin &&
                 !(c->f.rsv & WS_RSV1) && n - off >= c->f.len) {
                 conn_direct(c, p + off);
+                conn_unit_done(c);
                 off += (size_t)c->f.len;
                 continue;
             }
@@ -1088,8 +1334,10 @@ conn_frames(struct conn *c, uint8_t *p, size_t n)
         if (!conn_payload(c, p + off, k))
             return n;
         off += k;
-        if (c->f_got == c->f.len)
+        if (c->f_got == c->f.len) {
             conn_frame_end(c);
+            conn_unit_done(c);
+        }
     }
     return off;
 }
@@ -1306,6 +1554,24 @@ conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
     ws_request_destroy(&r);
 }
 
+/*
+ * An unfinished head that can no longer become an HTTP/1.1 request (a TLS
+ * ClientHello or an SSH banner on the plain port, bare LFs, random bytes)
+ * is answered at once instead of holding the connection until
+ * handshake_timeout. True if it was.
+ */
+static bool
+conn_head_hopeless(struct conn *c, const uint8_t *p, size_t n)
+{
+    int status = ws_head_check_prefix(p, n, c->w->cfg->server.max_headers);
+
+    if (status == 0)
+        return false;
+    conn_http_error(c, status, status == 400 ? "not an HTTP/1.1 request"
+                                             : NULL);
+    return true;
+}
+
 /* Request bytes: returns how many of p belong to the head. */
 static size_t
 conn_handshake(struct conn *c, const uint8_t *p, size_t n)
@@ -1338,6 +1604,7 @@ conn_handshake(struct conn *c, const uint8_t *p, size_t n)
     hl = ws_head_len(x->head, x->head_len + take, max);
     if (hl == 0 && x->head_len + take < max) {
         x->head_len += take;
+        conn_head_hopeless(c, x->head, x->head_len); /* or wait for more */
         return n;
     }
     if (hl <= 0) {
@@ -1366,6 +1633,7 @@ conn_process(struct conn *c, uint8_t *p, size_t n)
         return n; /* after FIN or a refusal, input is drained unread */
     if (off < n)
         off += conn_frames(c, p + off, n - off);
+    conn_track_unfinished(c);
     if (c->state == CONN_FINISH)
         return n;
     return off;
@@ -1377,6 +1645,7 @@ conn_keep(struct conn *c, const uint8_t *p, size_t n)
 {
     struct conn_cold *x = conn_cold(c);
     uint8_t *s = x ? realloc(x->stash, x->stash_len + n) : NULL;
+    size_t before = conn_held(c);
 
     if (s == NULL) {
         c->want_teardown = true;
@@ -1385,6 +1654,8 @@ conn_keep(struct conn *c, const uint8_t *p, size_t n)
     memcpy(s + x->stash_len, p, n);
     x->stash = s;
     x->stash_len += n;
+    conn_account(c, before);
+    conn_within_budget(c);
 }
 
 static void
@@ -1552,10 +1823,11 @@ static void
 conn_run_stash(struct conn *c)
 {
     uint8_t *s = c->x->stash;
-    size_t n = c->x->stash_len, used;
+    size_t n = c->x->stash_len, used, before = conn_held(c);
 
     c->x->stash = NULL;
     c->x->stash_len = 0;
+    conn_account(c, before);
     used = conn_process(c, s, n);
     if (used < n)
         conn_keep(c, s + used, n - used);
@@ -1602,7 +1874,8 @@ conn_on_timeout(struct tnode *n, void *ctx)
     case CONN_OPEN:
         o = conn_opts(c);
         if (o->ping_interval_ms != 0 && !c->awaiting_pong) {
-            conn_queue_frame(c, WS_OP_PING, NULL, 0, NULL);
+            if (conn_queue_own(c, WS_OP_PING, NULL, 0) != 0)
+                break; /* over send_hard_limit: failed with 1008 */
             c->awaiting_pong = true;
             tlist_arm(c->w->timers, &c->tn, o->pong_timeout_ms);
             break;
@@ -1656,12 +1929,8 @@ op_push(sock_conn *sc, sock_opcode op, const void *data, size_t len,
     if ((op == SOCK_PING || op == SOCK_PONG) && len > WS_MAX_CONTROL)
         return -EINVAL;
     o = conn_opts(c);
-    if (c->sq.bytes + len > o->send_hard_limit) {
-        log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
-                 (unsigned long long)c->id, PEER(c), c->sq.bytes);
-        conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
+    if (!conn_fits(c, len))
         return -ENOBUFS;
-    }
     rc = conn_queue_frame_ex(c, (uint8_t)op, data, len, b, flags);
     if (rc != 0)
         return rc;
@@ -1724,11 +1993,13 @@ op_set_active(sock_conn *sc, bool active)
     if (!active) {
         conn_want_read(c, false);
         tlist_disarm(&c->tn); /* no idle timeout while paused */
+        conn_track_unfinished(c); /* nor a message timeout */
         return 0;
     }
     conn_want_read(c, true);
     c->awaiting_pong = false;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
+    conn_track_unfinished(c);
     if (STASHED(c) || (c->tls != NULL && tls_pending(c->tls) > 0))
         conn_want_pending(c); /* never re-entrant: delivered later */
     return 0;

@@ -54,6 +54,15 @@ struct conn_cold {
     char *stop_reason;           /* when an app stops with one */
     uint8_t stop_reason_len;
 
+    /* A ping's answer waiting for the queued pongs to leave (its payload
+       is the latest ping's: conn_answer_ping). */
+    uint8_t pong_len;
+    uint8_t *pong;
+
+    /* message_timeout: armed while a frame or message is unfinished. */
+    struct tnode mtn;
+    struct conn *conn;           /* back from mtn */
+
     /* Infos waiting for delivery, and what they hang off (messaging.c). */
     uint32_t inbox_n;
     struct list inbox;
@@ -98,6 +107,7 @@ struct conn {
 
     /* Send side. */
     struct sendq sq;
+    size_t pong_left;            /* queued bytes up to the last pong's end */
 
     struct tls_conn *tls;        /* wss://, NULL for plain TCP */
     struct ws_deflate *deflate;  /* permessage-deflate, NULL unless agreed */
@@ -135,6 +145,8 @@ struct conn {
     bool awaiting_pong;
     bool shut_wr;
     bool want_teardown;
+    bool pong_due;               /* x->pong waits to be queued */
+    uint8_t pongs_queued;        /* pongs in sq maybe not written yet */
 
     union conn_addr addr;        /* the peer */
     ev_tstamp opened_at;         /* the 101, for sockctl conns */
@@ -158,6 +170,8 @@ void conn_abort(struct conn *c);
 void conn_free(struct conn *c);
 /* Timeout of c's timer class (from the worker's tlist callback). */
 void conn_on_timeout(struct tnode *n, void *ctx);
+/* message_timeout of c (the tnode in its cold part): 1008. */
+void conn_on_message_timeout(struct tnode *n, void *ctx);
 /* An info was queued for c: deliver it from the worker's idle watcher. */
 void conn_info_arrived(struct conn *c);
 /* The inbox overflowed under the close policy: 1008. */

@@ -17,6 +17,8 @@ struct route_opts {
     uint32_t close_timeout_ms;     /* 5 s */
     uint64_t max_frame_size;       /* 8 MiB payload */
     uint64_t max_message_size;     /* 8 MiB, after reassembly and inflation */
+    uint32_t message_timeout_ms;   /* 60 s from a message's first frame to
+                                      its last; 0 = off */
     uint32_t max_inflate_ratio;    /* 25 */
     uint64_t send_low_watermark;   /* 64 KiB */
     uint64_t send_high_watermark;  /* 1 MiB */
@@ -72,6 +74,7 @@ struct server_cfg {
     uint32_t max_request_head;     /* 8 KiB */
     uint32_t max_headers;          /* 64 */
     uint32_t max_connections;      /* per worker; 0 = from RLIMIT_NOFILE */
+    uint64_t max_partial_bytes;    /* 256 MiB per worker: unfinished input */
     uint32_t shutdown_timeout_ms;  /* 10 s */
     uint32_t drain_timeout_ms;     /* 30 s */
     uint32_t drain_spread_ms;      /* 10 s */

@@ -102,6 +102,12 @@ tlist_expired(struct tnode *n, void *ctx)
     conn_on_timeout(n, ctx);
 }
 
+static void
+msg_tlist_expired(struct tnode *n, void *ctx)
+{
+    conn_on_message_timeout(n, ctx);
+}
+
 int
 worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
                 char *err, size_t errlen)
@@ -281,8 +287,10 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = malloc(w->rbuf_size);
     w->timers = tlist_set_new(loop, tlist_expired, w);
+    w->msg_timers = tlist_set_new(loop, msg_tlist_expired, w);
     w->listeners = calloc(cfg->n_listeners + 1, sizeof(*w->listeners));
-    if (w->rbuf == NULL || w->timers == NULL || w->listeners == NULL) {
+    if (w->rbuf == NULL || w->timers == NULL || w->msg_timers == NULL ||
+        w->listeners == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -341,6 +349,9 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->deflate_shared += s->deflate_shared;
     sum->deflate_in += s->deflate_in;
     sum->deflate_out += s->deflate_out;
+    sum->partial_closes += s->partial_closes;
+    sum->message_timeouts += s->message_timeouts;
+    sum->pongs_coalesced += s->pongs_coalesced;
     sum->redis.published += s->redis.published;
     sum->redis.received += s->redis.received;
     sum->redis.dropped += s->redis.dropped;
@@ -411,6 +422,7 @@ worker_free(struct worker *w)
         ws_deflate_shared_free(w->dshared[i]);
     messaging_destroy(w);
     tlist_set_free(w->timers);
+    tlist_set_free(w->msg_timers);
     idmap_destroy(&w->ids);
     if (w->spare_fd >= 0)
         close(w->spare_fd);

@@ -54,6 +54,10 @@ struct worker_stats {
     uint64_t open, draining;      /* gauges: open WebSocket connections */
     uint64_t deflate_msgs, deflate_in, deflate_out; /* compressed by us */
     uint64_t deflate_shared;      /* of those, compressed once and shared */
+    uint64_t partial_bytes;       /* gauge: unfinished input held (conn.c) */
+    uint64_t partial_closes;      /* closed 1009 over max_partial_bytes */
+    uint64_t message_timeouts;    /* closed 1008 over message_timeout */
+    uint64_t pongs_coalesced;     /* pings answered by a later ping's pong */
     struct redis_stats redis;     /* the bridge between machines */
     uint64_t workers_died;        /* the master's, in the retired slot: */
     uint64_t workers_hung;        /* abnormal exits; killed by heartbeat */
@@ -85,6 +89,7 @@ struct worker {
     size_t rbuf_size;
     struct idmap ids;         /* serial -> open connection */
     struct tlist_set *timers;
+    struct tlist_set *msg_timers; /* message_timeout (conn.c) */
     struct topics *topics;
     struct bus *bus;          /* to the other workers; NULL with workers = 0 */
     struct redis *redis;      /* to other machines; NULL without [redis] */

@@ -384,6 +384,19 @@ request_fill(struct sock_request *r, struct parse_ctx *ctx,
     return 0;
 }
 
+/* Every LF after a CR, and every CR before an LF (or at the end). */
+static bool
+crlf_only(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+            return false;
+        if (p[i] == '\r' && i + 1 < len && p[i + 1] != '\n')
+            return false;
+    }
+    return true;
+}
+
 int
 ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
                  size_t max_headers)
@@ -399,6 +412,10 @@ ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
      * a body or of a pipelined request.
      */
     if (len > SSIZE_MAX || ws_head_len(head, len, len) != (ssize_t)len)
+        return 400;
+    /* http-parser takes a bare LF as a line end; we do not, so that a head
+       gets one answer however it is split (ws_head_check_prefix). */
+    if (!crlf_only(head, len))
         return 400;
     http_parser_init(&p, HTTP_REQUEST);
     p.data = &ctx;
@@ -418,6 +435,41 @@ ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
         status = request_fill(r, &ctx, &p);
     free(ctx.hdrs);
     return status;
+}
+
+int
+ws_head_check_prefix(const uint8_t *p, size_t len, size_t max_headers)
+{
+    struct parse_ctx ctx = { .max_hdrs = max_headers };
+    http_parser hp;
+    size_t start = 0;
+    int status = 0;
+
+    if (!crlf_only(p, len))
+        return 400;
+    /* http-parser reads a stream: an error on a prefix is an error on
+       every head that begins with it, and no error means some head may
+       still follow. */
+    http_parser_init(&hp, HTTP_REQUEST);
+    hp.data = &ctx;
+    http_parser_execute(&hp, &parse_settings, (const char *)p, len);
+    if (ctx.status == 400 || ctx.status == 431)
+        status = ctx.status;
+    else if (HTTP_PARSER_ERRNO(&hp) == HPE_HEADER_OVERFLOW)
+        status = 431;
+    else if (ctx.status == 0 && HTTP_PARSER_ERRNO(&hp) != HPE_OK)
+        status = 400;
+    free(ctx.hdrs);
+    if (status != 0)
+        return status;
+    /* Empty lines may come first (RFC 9112 §2.2); once the request line
+       has ended, its version is known. */
+    while (start < len && (p[start] == '\r' || p[start] == '\n'))
+        start++;
+    if (start < len && memmem(p + start, len - start, "\r\n", 2) != NULL &&
+        hp.http_major != 1)
+        return 505;
+    return 0;
 }
 
 void

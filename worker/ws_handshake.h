@@ -45,11 +45,22 @@ struct sock_request {
 ssize_t ws_head_len(const uint8_t *p, size_t len, size_t max);
 
 /*
+ * Whether len bytes that hold no complete head yet can still begin one
+ * that ws_request_parse accepts: 0 if so (wait for more), or the status
+ * to answer at once: 400 for what no HTTP/1.x request starts with (a TLS
+ * ClientHello, an SSH banner, a method http-parser does not know, a bare
+ * LF, a CR without its LF, a bad header name), 431 past max_headers, 505
+ * for a finished request line of another HTTP version. Any prefix of a
+ * head that ws_request_parse accepts gives 0.
+ */
+int ws_head_check_prefix(const uint8_t *p, size_t len, size_t max_headers);
+
+/*
  * Parses a complete head (as found by ws_head_len) with http-parser into r,
  * copying what it keeps. Returns 0, or an HTTP status for the client: 400
- * for malformed HTTP or a request body, 431 for more than max_headers
- * headers, 505 for HTTP other than 1.x, 500 on ENOMEM. r needs
- * ws_request_destroy either way.
+ * for malformed HTTP (a bare LF or CR included) or a request body, 431 for
+ * more than max_headers headers, 505 for HTTP other than 1.x, 500 on
+ * ENOMEM. r needs ws_request_destroy either way.
  */
 int ws_request_parse(struct sock_request *r, const uint8_t *head, size_t len,
                      size_t max_headers);

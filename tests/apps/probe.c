@@ -45,7 +45,9 @@
  *   count reset          zero those counters (and this sender's sequence),
  *                        push "ok"
  * Anything else pushes "unknown". Binary messages are echoed as binary. A
- * ping whose payload is "count" pushes "ping-seen".
+ * ping whose payload is "count" pushes "ping-seen"; one whose payload is
+ * "pause MS" pauses like the command (a ping may come inside a fragmented
+ * message, so this pauses reading mid-message).
  *
  * The upgrade hook refuses when the query has refuse=STATUS, picks the
  * subprotocol "probe.v1" when offered, adds "X-Probe: 1", and hands init a
@@ -611,6 +613,12 @@ probe_handle_control(sock_conn *c, const sock_msg *m, void **state)
     if (m->opcode == SOCK_PING && m->len == 5 &&
         memcmp(m->data, "count", 5) == 0)
         push_str(c, "ping-seen");
+    if (m->opcode == SOCK_PING && m->len > 6 &&
+        memcmp(m->data, "pause ", 6) == 0) {
+        struct cmd k = { "pause", 5, (const char *)m->data + 6, m->len - 6 };
+
+        return cmd_pause(c, &k);
+    }
     return SOCK_CONTINUE;
 }
 
