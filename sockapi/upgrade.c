@@ -41,6 +41,8 @@ sock_upgrade_run(const sock_app *app, const struct sock_request *r,
     status = app->upgrade(r, u);
     if (status == 0)
         return 0;
+    if (status == SOCK_UPGRADE_LATER)
+        return u->pending != NULL ? SOCK_UPGRADE_LATER : 500;
     if (status < 400 || status > 599)
         return 500;
     return status;
@@ -133,4 +135,10 @@ sock_upgrade_set_max_message_size(sock_upgrade *u, size_t bytes)
     u->max_message_size = bytes;
     u->has_max_message_size = true;
     return 0;
+}
+
+const char *
+sock_request_option(const sock_request *r, const char *name)
+{
+    return sock_options_find(r->opts, name);
 }

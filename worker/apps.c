@@ -38,8 +38,10 @@ builtin_find(const char *name, char *err, size_t errlen)
 static int
 check_app(const char *spec, const sock_app *app, char *err, size_t errlen)
 {
-    if (app->abi != SOCK_ABI_VERSION) {
-        snprintf(err, errlen, "app %s: ABI version %u, sockd speaks %u",
+    /* Members are only appended: an older module is read up to its own
+       version's end (sock_app_has_v2). */
+    if (app->abi < 1 || app->abi > SOCK_ABI_VERSION) {
+        snprintf(err, errlen, "app %s: ABI version %u, sockd speaks 1 to %u",
                  spec, app->abi, SOCK_ABI_VERSION);
         return -1;
     }

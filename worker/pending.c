@@ -1,0 +1,197 @@
+/*
+ * pending.c: deferred upgrade decisions. A handle has two owners, the app
+ * (until it decides) and the server (until the request is gone or
+ * decided), counted under one process-wide mutex, since the app may
+ * decide on any thread while the loop times the request out. The
+ * decision itself travels to the loop through appio's queue and is
+ * applied there, outside any callback, only if the request still waits.
+ */
+#include "pending.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "appio.h"
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+#include "ws_handshake.h"
+
+struct wpending {
+    struct sock_pending base;
+    int refs;                   /* app + server; under lock */
+    bool dead;                  /* the server gave it up; under lock */
+    bool decided;               /* the app decided; under lock */
+    struct worker *w;
+    /* Loop thread only, while held: */
+    struct conn *c;
+    struct sock_request *req;
+    struct sock_upgrade *up;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int pending_decide(sock_pending *sp, int status, const char *body,
+                          void *arg, void (*free_arg)(void *));
+
+static const struct sock_pending_ops pending_ops = {
+    .decide = pending_decide,
+};
+
+static struct wpending *
+wp(sock_pending *sp)
+{
+    return container_of(sp, struct wpending, base);
+}
+
+/* Drops one reference (taken under lock); frees on the last. */
+static void
+unref(struct wpending *p)
+{
+    int left;
+
+    pthread_mutex_lock(&lock);
+    left = --p->refs;
+    pthread_mutex_unlock(&lock);
+    if (left == 0)
+        free(p);
+}
+
+sock_pending *
+pending_new(void *host, struct sock_upgrade *u)
+{
+    struct wpending *p = calloc(1, sizeof(*p));
+
+    (void)u;
+    if (p == NULL)
+        return NULL;
+    p->base.ops = &pending_ops;
+    p->refs = 2;
+    p->w = host;
+    return &p->base;
+}
+
+/* Frees what the server kept for the request (the hook's arg too). */
+static void
+drop_held(struct wpending *p)
+{
+    if (p->up != NULL) {
+        p->up->pending = NULL;
+        sock_upgrade_destroy(p->up, false);
+        free(p->up);
+    }
+    if (p->req != NULL) {
+        ws_request_destroy(p->req);
+        free(p->req);
+    }
+    p->up = NULL;
+    p->req = NULL;
+    p->c = NULL;
+}
+
+int
+pending_hold(struct conn *c, struct sock_request *r, struct sock_upgrade *u)
+{
+    struct wpending *p = wp(u->pending);
+    struct sock_request *rq = malloc(sizeof(*rq));
+    struct sock_upgrade *up = malloc(sizeof(*up));
+
+    if (rq == NULL || up == NULL || conn_cold(c) == NULL) {
+        free(rq);
+        free(up);
+        pending_release(u->pending);
+        u->pending = NULL;
+        return -ENOMEM;
+    }
+    *rq = *r;
+    rq->peer = NULL; /* pointed into the caller's stack */
+    *up = *u;
+    up->req = rq;
+    p->c = c;
+    p->req = rq;
+    p->up = up;
+    c->x->pending = &p->base;
+    return 0;
+}
+
+void
+pending_release(sock_pending *sp)
+{
+    struct wpending *p;
+
+    if (sp == NULL)
+        return;
+    p = wp(sp);
+    if (p->c != NULL && p->c->x != NULL)
+        p->c->x->pending = NULL;
+    drop_held(p);
+    pthread_mutex_lock(&lock);
+    p->dead = true;
+    pthread_mutex_unlock(&lock);
+    unref(p);
+}
+
+/* The app's decision, on any thread. */
+static int
+pending_decide(sock_pending *sp, int status, const char *body, void *arg,
+               void (*free_arg)(void *))
+{
+    struct wpending *p = wp(sp);
+    char *copy = NULL;
+    int rc = 0;
+
+    if (body != NULL && (copy = strdup(body)) == NULL)
+        rc = -ENOMEM;
+    pthread_mutex_lock(&lock);
+    p->decided = true;
+    if (p->dead)
+        rc = -EPIPE;
+    /* Alive: the request holds the worker, so its queue exists now. */
+    if (rc == 0)
+        rc = appio_queue_decision(p->w, p, status, copy, arg, free_arg);
+    pthread_mutex_unlock(&lock);
+    if (rc != 0) {
+        free(copy);
+        unref(p); /* the app's reference; the request waits on */
+    }
+    return rc;
+}
+
+void
+pending_apply(struct wpending *p, int status, const char *body, void *arg,
+              void (*free_arg)(void *))
+{
+    struct conn *c = p->c;
+    struct sock_request *rq = p->req;
+    struct sock_upgrade *up = p->up;
+    bool dead;
+
+    pthread_mutex_lock(&lock);
+    dead = p->dead;
+    pthread_mutex_unlock(&lock);
+    if (dead || c == NULL || status < 0) {
+        if (arg != NULL && free_arg != NULL)
+            free_arg(arg);
+        unref(p);
+        return;
+    }
+    /* The request leaves p: conn.c answers it and frees rq and up. */
+    p->c = NULL;
+    p->req = NULL;
+    p->up = NULL;
+    c->x->pending = NULL;
+    up->pending = NULL;
+    if (status == 0 && arg != NULL) { /* else the hook's arg stays */
+        if (up->arg != NULL && up->free_arg != NULL && up->arg != arg)
+            up->free_arg(up->arg); /* the hook's, replaced */
+        sock_upgrade_set_arg(up, arg, free_arg);
+    }
+    pending_release(&p->base);  /* the server's reference */
+    conn_upgrade_decided(c, rq, up, status, body);
+    ws_request_destroy(rq);
+    free(rq);
+    free(up);
+    unref(p);                   /* the decision's (the app's) */
+}
