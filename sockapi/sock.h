@@ -367,10 +367,12 @@ void sock_timer_stop(sock_timer *t);
  * `to` on this worker, or over the bus to another worker or (with
  * [redis]) machine, where it arrives as SOCK_INFO_SEND from 0. A closed or
  * unknown id is dropped and counted (sock_infos_stale_total), as for
- * sock_send_info. FIFO per posting thread. Returns 0; -ENOBUFS when 65536
- * posts already wait for the loop (the loop is stuck: the post is
- * dropped and counted); -ENOMEM; -ENOTCONN when no worker runs (before
- * setup or after teardown).
+ * sock_send_info; so is a post over the receiver's inbox bound
+ * (max_info_queue, info_overflow), like any info. FIFO per posting
+ * thread. Returns 0; -ENOBUFS when 65536 posts already wait for the loop
+ * (the post is dropped and counted in sock_infos_dropped_total; retry
+ * later); -ENOMEM; -EINVAL (data NULL with len > 0); -ENOTCONN when no
+ * worker runs in this process.
  */
 int sock_post(sock_id to, uint32_t type, const void *data, size_t len);
 

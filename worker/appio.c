@@ -4,8 +4,10 @@
  * the worker, so the ones an app forgets are stopped when it stops. The
  * queue is a mutex-guarded singly linked list: any thread appends and
  * calls ev_async_send (libev's thread-safe wakeup); the loop takes the
- * whole list at once and handles it in batches of APPIO_BATCH, waking
- * itself again for the rest, so a flood of posts never starves clients.
+ * queue in batches of APPIO_BATCH, continuing from an ev_idle, so that
+ * between two batches the worker's own idle work (delivering inboxes)
+ * and every client get their turn: a flood of posts starves nobody, and
+ * a post meets the same inbox bound (max_info_queue) as any info.
  */
 #include "appio.h"
 
@@ -43,6 +45,7 @@ struct item {
 struct appio {
     struct worker *w;
     ev_async async;
+    ev_idle more;               /* the queue is not empty: next batch */
     pthread_mutex_t lock;
     struct item *head, *tail;   /* under lock */
     size_t n;                   /* under lock */
@@ -70,6 +73,7 @@ struct sock_timer {
 };
 
 static void appio_on_async(struct ev_loop *loop, ev_async *as, int revents);
+static void appio_on_more(struct ev_loop *loop, ev_idle *idle, int revents);
 
 int
 appio_init(struct worker *w)
@@ -84,6 +88,7 @@ appio_init(struct worker *w)
     list_init(&a->timers);
     ev_async_init(&a->async, appio_on_async);
     ev_async_start(w->loop, &a->async);
+    ev_idle_init(&a->more, appio_on_more);
     /* Only the queue keeps the loop alive, never the wakeup itself. */
     ev_unref(w->loop);
     w->appio = a;
@@ -117,6 +122,7 @@ appio_destroy(struct worker *w)
                                          link));
     ev_ref(w->loop);
     ev_async_stop(w->loop, &a->async);
+    ev_idle_stop(w->loop, &a->more);
     pthread_mutex_lock(&a->lock);
     it = a->head;
     a->head = a->tail = NULL;
@@ -322,14 +328,13 @@ appio_queue_decision(struct worker *w, struct wpending *p, int status,
     return rc;
 }
 
-static void
-appio_on_async(struct ev_loop *loop, ev_async *as, int revents)
+/* One batch; true if the queue is not empty after it. */
+static bool
+appio_run(struct appio *a)
 {
-    struct appio *a = container_of(as, struct appio, async);
     struct item *it;
     uint64_t over;
 
-    (void)revents;
     for (int i = 0; i < APPIO_BATCH; i++) {
         pthread_mutex_lock(&a->lock);
         it = a->head;
@@ -344,7 +349,7 @@ appio_on_async(struct ev_loop *loop, ev_async *as, int revents)
         pthread_mutex_unlock(&a->lock);
         a->w->stats->infos_dropped += over;
         if (it == NULL)
-            return;
+            return false;
         if (it->kind == ITEM_POST) {
             messaging_post_deliver(a->w, it->to, it->type, it->data,
                                    it->len);
@@ -355,5 +360,25 @@ appio_on_async(struct ev_loop *loop, ev_async *as, int revents)
         }
         free(it);
     }
-    ev_async_send(loop, as); /* the rest on the next iteration */
+    return true;
+}
+
+static void
+appio_on_async(struct ev_loop *loop, ev_async *as, int revents)
+{
+    struct appio *a = container_of(as, struct appio, async);
+
+    (void)revents;
+    if (appio_run(a))
+        ev_idle_start(loop, &a->more);
+}
+
+static void
+appio_on_more(struct ev_loop *loop, ev_idle *idle, int revents)
+{
+    struct appio *a = container_of(idle, struct appio, more);
+
+    (void)revents;
+    if (!appio_run(a))
+        ev_idle_stop(loop, idle);
 }
