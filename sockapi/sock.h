@@ -332,9 +332,12 @@ typedef void (*sock_watch_fn)(sock_watch *w, int fd, unsigned revents,
  * paused). This is how a non-blocking client (hiredis async, libpq, a
  * socket) runs inside a worker without blocking it. cb runs outside any
  * connection's callback, like a timer: sock_push to a connection the app
- * still holds is allowed. Returns a handle, valid until sock_watch_stop;
- * NULL with errno-free failure: out of memory, fd < 0, or no loop (in a
- * sock_test harness the watch is recorded and driven by sock_test_fd).
+ * still holds is allowed (a sock_conn * is valid until its terminate
+ * returns). Returns a handle, valid until sock_watch_stop (a watch the
+ * app never stops is stopped and freed after teardown); NULL when out of
+ * memory, for fd < 0, cb NULL or unknown event bits, and where no worker
+ * or harness runs. In the sock_test.h harness, sock_test_poll drives
+ * watches with poll(2).
  */
 sock_watch *sock_watch_fd(int fd, unsigned events, sock_watch_fn cb,
                           void *arg);
@@ -349,8 +352,10 @@ typedef void (*sock_timer_fn)(sock_timer *t, void *arg);
  * Runs cb on the loop thread after ms milliseconds, then every repeat_ms
  * if repeat_ms > 0, independent of any connection. A one-shot timer's
  * handle is dead once its cb returns (unless cb stopped it first); a
- * repeating one lives until sock_timer_stop. Returns a handle or NULL
- * (out of memory, no loop).
+ * repeating one lives until sock_timer_stop (one still running after
+ * teardown is stopped and freed). Returns a handle or NULL (out of
+ * memory, cb NULL, no worker or harness). In the sock_test.h harness
+ * the timers run on sock_test_advance's fake clock.
  */
 sock_timer *sock_timer_start(uint32_t ms, uint32_t repeat_ms,
                              sock_timer_fn cb, void *arg);
