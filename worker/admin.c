@@ -1,8 +1,8 @@
 /*
  * admin.c: the operators' HTTP endpoint (DESIGN §5.4), served by the
  * workers on the [admin] listen address: POST /publish?topic=T and
- * POST /send?id=ID with the message as the body (apps see them as infos
- * from id 0), GET /healthz, GET /metrics (Prometheus text, every worker's
+ * POST /send?id=ID with the message as the body, and an optional &type=N
+ * (the info's type, default 0; apps see them as infos from id 0), GET /healthz, GET /metrics (Prometheus text, every worker's
  * counters summed). One request per connection, bounded in size and time.
  */
 #include "admin.h"
@@ -250,6 +250,31 @@ admin_metrics(struct admin_conn *a)
                 MIN(o, sizeof(buf)));
 }
 
+/*
+ * The optional &type=N of /publish and /send: 0 when absent, else decimal
+ * 0..4294967295. 0, or -1 for a bad value.
+ */
+static int
+query_type(const char *query, uint32_t *type)
+{
+    char v[16], *end;
+    unsigned long long n;
+    int len = query_get(query, "type", v, sizeof(v));
+
+    *type = 0;
+    if (len == -1 && strncmp(query, "type=", 5) != 0 &&
+        strstr(query, "&type=") == NULL)
+        return 0; /* absent (not merely bad) */
+    if (len < 1 || v[0] < '0' || v[0] > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (*end != '\0' || errno != 0 || n > UINT32_MAX)
+        return -1;
+    *type = (uint32_t)n;
+    return 0;
+}
+
 /* ---- Requests ----------------------------------------------------------- */
 
 static void
@@ -259,6 +284,7 @@ admin_handle(struct admin_conn *a)
     char path[256] = "", query[ADMIN_MAX_URL + 1] = "", arg[512];
     const char *method = http_method_str((enum http_method)a->parser.method);
     bool post = a->parser.method == HTTP_POST;
+    uint32_t type;
     int rc;
 
     http_parser_url_init(&u);
@@ -286,8 +312,12 @@ admin_handle(struct admin_conn *a)
             admin_text(a, 400, "need ?topic=NAME (1-255 bytes)\n");
             return;
         }
+        if (query_type(query, &type) != 0) {
+            admin_text(a, 400, "type must be a number 0-4294967295\n");
+            return;
+        }
         messaging_set_current(a->w, NULL);
-        rc = sock_publish(arg, 0, a->body ? a->body : "", a->body_len);
+        rc = sock_publish(arg, type, a->body ? a->body : "", a->body_len);
         admin_text(a, rc == 0 ? 202 : 503, rc == 0 ? "published\n"
                                                    : "publish failed\n");
     } else if (strcmp(path, "/send") == 0 && post) {
@@ -299,8 +329,12 @@ admin_handle(struct admin_conn *a)
             admin_text(a, 400, "need ?id=CONNECTION_ID (decimal or 0x hex)\n");
             return;
         }
+        if (query_type(query, &type) != 0) {
+            admin_text(a, 400, "type must be a number 0-4294967295\n");
+            return;
+        }
         messaging_set_current(a->w, NULL);
-        rc = sock_send_info((sock_id)id, 0, a->body ? a->body : "",
+        rc = sock_send_info((sock_id)id, type, a->body ? a->body : "",
                             a->body_len);
         admin_text(a, rc == 0 ? 202 : 503, rc == 0 ? "sent\n"
                                                    : "send failed\n");
