@@ -347,6 +347,9 @@ worker_free(struct worker *w)
     w->bus = NULL;
     ev_timer_stop(w->loop, &w->drain_timer);
     worker_teardown_apps(w);
+    /* No sock_post from a straggling app thread may reach the queue that
+       goes next: the host is withdrawn under sock_post's own lock. */
+    sock_host_set(NULL, NULL);
     appio_destroy(w);
     for (size_t i = 0; i < w->n_routes; i++)
         apps_unload(w->routes[i].dl);
