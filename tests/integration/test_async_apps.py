@@ -31,7 +31,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sockdtest import (BUILD_DIR, OP_TEXT, Server, WSClient,  # noqa: E402
                        build_frame, free_port)
-from bustest import AdminMaster, metrics, wait_metric  # noqa: E402
+from bustest import AdminMaster, admin_request, metrics, wait_metric  # noqa: E402
 
 ASYNC_SO = os.path.join(BUILD_DIR, "asyncapp.so")
 
@@ -153,6 +153,15 @@ class Threads(unittest.TestCase):
             # and the same call reaches a live id
             b.send_text("postto %s to myself" % bid)
             self.assertEqual(b.recv_text(), "post:6:8:to myself")
+            # the admin endpoint's &type= reaches the app as the info type
+            st, body = admin_request(aport, "POST",
+                                     "/send?id=0x%s&type=5" % bid, "typed")
+            self.assertEqual((st, body), (202, b"sent\n"))
+            self.assertEqual(b.recv_text(), "send:1:5:0:typed")
+            st, body = admin_request(aport, "POST",
+                                     "/send?id=0x%s&type=-1" % bid, "x")
+            self.assertEqual((st, body),
+                             (400, b"type must be a number 0-4294967295\n"))
             time.sleep(0.2)
             self.assertEqual(metrics(aport)["sock_infos_stale_total"],
                              before + 1)

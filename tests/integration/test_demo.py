@@ -17,7 +17,9 @@ commands, run as they are printed or written.
   back in the room once sockd runs again on the same port. Skipped loudly
   without /usr/bin/chromium.
 - README: `build/sockd -t -c examples/demo.conf` passes from the
-  repository root; the README's app, built with the README's `cc`
+  repository root; `build/sockd -c examples/demo.conf` serves the chat and
+  README's `build/sockctl ... publish chat:lobby 'hello'` shows "hello" in
+  it (skipped loudly when 8080 or 8081 is busy); the README's app, built with the README's `cc`
   command as written (in a directory laid out as it says), loads in sockd
   and echoes.
 """
@@ -33,7 +35,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mastertest import Master, MasterTestCase  # noqa: E402
+from mastertest import Master, MasterTestCase, _die_with_parent  # noqa
 from sockdtest import (BUILD_DIR, OP_PING, REPO, SOCKD, Server,  # noqa: E402
                        WSClient, build_frame, free_port, main)
 from bustest import admin_request  # noqa: E402
@@ -254,6 +256,57 @@ class Readme(MasterTestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("test is successful", r.stdout + r.stderr)
+
+    def test_run_demo_conf_and_publish_as_written(self):
+        text = self.readme()
+        run = "build/sockd -c examples/demo.conf"
+        pub = "build/sockctl -c examples/demo.conf publish chat:lobby 'hello'"
+        self.assertIn(run, text)
+        self.assertIn(pub, text)
+        import socket
+        for port in (8080, 8081):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    self.skipTest("!!!! SKIPPED: port %d is busy: README's "
+                                  "demo.conf commands were NOT run !!!!"
+                                  % port)
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(shlex.split(with_build(run)), cwd=REPO,
+                                stdout=log, stderr=log,
+                                preexec_fn=_die_with_parent)
+
+        def stop():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        self.addCleanup(stop)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = WSClient(8080)
+                c.upgrade("/chat?room=lobby&nick=reader")
+                break
+            except (OSError, AssertionError):
+                self.assertIsNone(proc.poll(), "sockd exited")
+                self.assertLess(time.monotonic(), deadline,
+                                "demo.conf never served /chat")
+                time.sleep(0.1)
+        self._clients.append(c)
+        self.assertEqual(c.recv_text(), '{"event":"join","nick":"reader"}')
+        r = subprocess.run(with_build(pub), shell=True, cwd=REPO,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (0, "published\n"))
+        self.assertEqual(c.recv_text(), '{"from":"admin","text":"hello"}')
+        c.close()
+        stop()
+        self.assertEqual(proc.returncode, 0)
 
     def test_build_the_readme_app_as_written(self):
         text = self.readme()
