@@ -9,7 +9,9 @@
  * during a callback wait for sock_test_run), pushes after terminate fail
  * with -EPIPE, a handler returning garbage is stopped with 1011, and
  * terminate runs exactly once for every connection whose init ran.
- * Not thread-safe; one harness per process at a time.
+ * Not thread-safe, but for what sock.h makes thread-safe (sock_post and
+ * the deferred upgrade decisions may come from the app's threads, as on
+ * the server); one harness per process at a time.
  */
 #ifndef SOCK_TEST_H
 #define SOCK_TEST_H
