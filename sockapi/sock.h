@@ -411,6 +411,16 @@ int sock_pending_accept(sock_pending *p, void *arg, void (*free_arg)(void *));
  * when the request is already dead. Frees p either way.
  */
 int sock_pending_refuse(sock_pending *p, int status, const char *body);
+/*
+ * Thread-safe, before the decision: what sock_upgrade_subprotocol and
+ * sock_upgrade_header do in the hook, for the 101 of a later accept (a
+ * refusal ignores them). Return 0; -EINVAL for a subprotocol the client
+ * did not offer or bad header characters; -ENOMEM; -EPIPE when the
+ * request is already dead. The handle stays the app's either way: decide
+ * still frees it.
+ */
+int sock_pending_subprotocol(sock_pending *p, const char *proto);
+int sock_pending_header(sock_pending *p, const char *name, const char *value);
 
 /* ---- The upgrade request (valid during the upgrade hook only) --------- */
 

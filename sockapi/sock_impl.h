@@ -76,6 +76,10 @@ struct sock_pending_ops {
        Consumes p. 0 or -EPIPE (dead: arg stays the caller's). */
     int (*decide)(sock_pending *p, int status, const char *body, void *arg,
                   void (*free_arg)(void *));
+    /* Thread-safe, before decide: what 1 = subprotocol a (checked against
+       the offer), 2 = header a: b (checked by the caller). 0, -EINVAL,
+       -ENOMEM, -EPIPE. */
+    int (*set)(sock_pending *p, int what, const char *a, const char *b);
 };
 
 struct sock_pending {
@@ -119,6 +123,9 @@ struct sock_upgrade {
     bool has_max_message_size;
     sock_pending *pending;    /* sock_upgrade_defer's, NULL if none */
 };
+
+/* The characters RFC 7230 allows in a header name and value. */
+bool sock_header_is_valid(const char *name, const char *value);
 
 /* The value of name in o, or NULL. */
 const char *sock_options_find(const struct sock_options *o, const char *name);

@@ -83,6 +83,10 @@ struct tpending {
     struct sock_pending base;
     struct sock_test *t;        /* NULL once dead; under xlock */
     int refs;                   /* under xlock */
+    struct sock_request *req;   /* the hook's; owned once deferred */
+    bool own_req;
+    char *sub, *hdrs;           /* added before the decision; under xlock */
+    size_t hdrs_len;
 };
 
 /* What other threads hand to the harness (posts, decisions). */
@@ -133,6 +137,7 @@ static struct {
     struct tsetup *setups;
     struct sock_watch *watches;
     struct sock_timer *atimers;
+    struct sock_test *upgrading; /* whose hook runs */
 } h;
 
 /* Guards the cross-thread list and the pending handles. */
@@ -321,10 +326,13 @@ sock_test_upgrade(sock_test *t, const char *head)
         sock_upgrade_init(&t->up, r);
         t->upgraded = true;
         pending_kill(t);
+        h.upgrading = t;
         status = sock_upgrade_run(t->app, r, &t->up);
+        h.upgrading = NULL;
         if (status == SOCK_UPGRADE_LATER) {
             t->pending = container_of(t->up.pending, struct tpending, base);
-            t->pending->t = t;
+            t->pending->own_req = true; /* kept for sock_pending_* */
+            r = NULL;
         } else if (t->up.pending != NULL) {
             /* Deferred but answered now: the later decision is dead. */
             t->pending = container_of(t->up.pending, struct tpending, base);
@@ -1106,8 +1114,47 @@ tpending_unref(struct tpending *p)
     pthread_mutex_lock(&xlock);
     left = --p->refs;
     pthread_mutex_unlock(&xlock);
-    if (left == 0)
-        free(p);
+    if (left != 0)
+        return;
+    if (p->own_req) {
+        ws_request_destroy(p->req);
+        free(p->req);
+    }
+    free(p->sub);
+    free(p->hdrs);
+    free(p);
+}
+
+static int
+tpending_set(sock_pending *sp, int what, const char *a, const char *b)
+{
+    struct tpending *p = container_of(sp, struct tpending, base);
+    size_t add = what == 2 ? strlen(a) + strlen(b) + 4 : 0;
+    char *n;
+    int rc = 0;
+
+    pthread_mutex_lock(&xlock);
+    if (p->t == NULL) {
+        rc = -EPIPE;
+    } else if (what == 1) {
+        if (!ws_request_has_token(p->req, "Sec-WebSocket-Protocol", a,
+                                  false))
+            rc = -EINVAL;
+        else if ((n = strdup(a)) == NULL)
+            rc = -ENOMEM;
+        else {
+            free(p->sub);
+            p->sub = n;
+        }
+    } else if ((n = realloc(p->hdrs, p->hdrs_len + add + 1)) == NULL) {
+        rc = -ENOMEM;
+    } else {
+        p->hdrs = n;
+        snprintf(n + p->hdrs_len, add + 1, "%s: %s\r\n", a, b);
+        p->hdrs_len += add;
+    }
+    pthread_mutex_unlock(&xlock);
+    return rc;
 }
 
 static int
@@ -1142,6 +1189,7 @@ tpending_decide(sock_pending *sp, int status, const char *body, void *arg,
 
 static const struct sock_pending_ops tpending_ops = {
     .decide = tpending_decide,
+    .set = tpending_set,
 };
 
 static sock_pending *
@@ -1150,11 +1198,12 @@ host_defer(void *host, struct sock_upgrade *u)
     struct tpending *p = calloc(1, sizeof(*p));
 
     (void)host;
-    (void)u;
     if (p == NULL)
         return NULL;
     p->base.ops = &tpending_ops;
     p->refs = 2; /* the app's and t's */
+    p->t = h.upgrading;
+    p->req = (struct sock_request *)u->req;
     return &p->base;
 }
 
@@ -1173,6 +1222,28 @@ pending_kill(struct sock_test *t)
     tpending_unref(p);
 }
 
+/* What sock_pending_subprotocol / _header added, into t's 101. */
+static void
+take_additions(struct sock_test *t, struct tpending *p)
+{
+    char *h2;
+
+    pthread_mutex_lock(&xlock);
+    if (p->sub != NULL) {
+        free(t->subprotocol);
+        t->subprotocol = p->sub;
+        p->sub = NULL;
+    }
+    if (p->hdrs != NULL &&
+        (h2 = realloc(t->up.extra_headers,
+                      t->up.extra_len + p->hdrs_len + 1)) != NULL) {
+        memcpy(h2 + t->up.extra_len, p->hdrs, p->hdrs_len + 1);
+        t->up.extra_headers = h2;
+        t->up.extra_len += p->hdrs_len;
+    }
+    pthread_mutex_unlock(&xlock);
+}
+
 static void
 apply_decision(struct xitem *it)
 {
@@ -1187,6 +1258,8 @@ apply_decision(struct xitem *it)
             it->free_arg(it->arg);
     } else {
         t->up_result = it->status;
+        if (it->status == 0)
+            take_additions(t, p);
         if (it->status == 0 && it->arg != NULL) {
             if (t->up.arg != NULL && t->up.free_arg != NULL &&
                 t->up.arg != it->arg)
@@ -1263,6 +1336,12 @@ int
 sock_test_upgrade_result(const sock_test *t)
 {
     return t->up_result;
+}
+
+const char *
+sock_test_response_headers(const sock_test *t)
+{
+    return t->up.extra_headers != NULL ? t->up.extra_headers : "";
 }
 
 const char *

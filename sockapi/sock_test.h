@@ -134,6 +134,9 @@ uint64_t sock_test_posts_dropped(void);
  */
 int sock_test_upgrade_result(const sock_test *t);
 const char *sock_test_refuse_body(const sock_test *t);
+/* The header lines the hook (sock_upgrade_header) and a later accept
+   (sock_pending_header) added to the 101: "Name: value\r\n"..., or "". */
+const char *sock_test_response_headers(const sock_test *t);
 void sock_test_upgrade_expire(sock_test *t);
 
 #ifdef __cplusplus

@@ -299,11 +299,17 @@ END_TEST
 
 /* ---- Deferred upgrades ------------------------------------------------------ */
 
+static int set_rc[4];
+
 static void *
 accept_later(void *arg)
 {
     int *rc = arg;
 
+    set_rc[0] = sock_pending_subprotocol(pending, "v2");
+    set_rc[1] = sock_pending_subprotocol(pending, "v3"); /* not offered */
+    set_rc[2] = sock_pending_header(pending, "X-User", "alice");
+    set_rc[3] = sock_pending_header(pending, "Bad Name", "x");
     *rc = sock_pending_accept(pending, strdup("from a thread"), free);
     return NULL;
 }
@@ -317,16 +323,26 @@ START_TEST(test_deferred_accept_from_thread)
     reset();
     hook_mode = 1;
     t = sock_test_new(&app, "/a");
-    ck_assert_int_eq(sock_test_upgrade(t, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"),
+    ck_assert_int_eq(sock_test_upgrade(t, "GET /a HTTP/1.1\r\nHost: h\r\n"
+                                          "Sec-WebSocket-Protocol: v1, v2"
+                                          "\r\n\r\n"),
                      SOCK_UPGRADE_LATER);
     ck_assert_ptr_nonnull(pending);
     ck_assert_int_eq(sock_test_upgrade_result(t), -1);
     ck_assert_int_eq(pthread_create(&th, NULL, accept_later, &rc), 0);
     pthread_join(th, NULL);
     ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(set_rc[0], 0);
+    ck_assert_int_eq(set_rc[1], -EINVAL);
+    ck_assert_int_eq(set_rc[2], 0);
+    ck_assert_int_eq(set_rc[3], -EINVAL);
+    ck_assert_ptr_null(sock_test_chosen_subprotocol(t)); /* not applied */
     ck_assert_int_eq(sock_test_upgrade_result(t), -1); /* not yet applied */
     sock_test_run();
     ck_assert_int_eq(sock_test_upgrade_result(t), 0);
+    ck_assert_str_eq(sock_test_chosen_subprotocol(t), "v2");
+    ck_assert_str_eq(sock_test_response_headers(t),
+                     "X-Deferred: yes\r\nX-User: alice\r\n");
     ck_assert_int_eq(sock_test_init(t), SOCK_CONTINUE);
     ck_assert_str_eq(init_arg, "from a thread");
     sock_test_free(t);
@@ -368,8 +384,11 @@ START_TEST(test_deferred_dead_handles)
     /* Timed out: 503 for the client, -EPIPE for the app; arg stays ours. */
     t = sock_test_new(&app, "/a");
     sock_test_upgrade(t, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    ck_assert_int_eq(sock_pending_header(pending, "X-A", "b"), 0);
     sock_test_upgrade_expire(t);
     ck_assert_int_eq(sock_test_upgrade_result(t), 503);
+    ck_assert_int_eq(sock_pending_header(pending, "X-A", "b"), -EPIPE);
+    ck_assert_int_eq(sock_pending_subprotocol(pending, "v1"), -EPIPE);
     ck_assert_str_eq(sock_test_refuse_body(t), "upgrade decision timed out\n");
     arg = strdup("mine");
     ck_assert_int_eq(sock_pending_accept(pending, arg, free), -EPIPE);

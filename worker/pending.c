@@ -5,11 +5,15 @@
  * decide on any thread while the loop times the request out. The
  * decision itself travels to the loop through appio's queue and is
  * applied there, outside any callback, only if the request still waits.
+ * The request is immutable once parsed and lives as long as the handle,
+ * so the app's threads may check a subprotocol against it; what they add
+ * (subprotocol, headers) waits under the lock until the decision applies.
  */
 #include "pending.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +29,14 @@ struct wpending {
     bool dead;                  /* the server gave it up; under lock */
     bool decided;               /* the app decided; under lock */
     struct worker *w;
+    char *sub;                  /* sock_pending_subprotocol; under lock */
+    char *hdrs;                 /* sock_pending_header lines; under lock */
+    size_t hdrs_len;
+    /* The request: the hook's own until held, then a copy freed with p. */
+    const struct sock_request *hook_req;
+    struct sock_request *req;
     /* Loop thread only, while held: */
     struct conn *c;
-    struct sock_request *req;
     struct sock_upgrade *up;
 };
 
@@ -36,8 +45,12 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int pending_decide(sock_pending *sp, int status, const char *body,
                           void *arg, void (*free_arg)(void *));
 
+static int pending_set(sock_pending *sp, int what, const char *a,
+                       const char *b);
+
 static const struct sock_pending_ops pending_ops = {
     .decide = pending_decide,
+    .set = pending_set,
 };
 
 static struct wpending *
@@ -55,8 +68,15 @@ unref(struct wpending *p)
     pthread_mutex_lock(&lock);
     left = --p->refs;
     pthread_mutex_unlock(&lock);
-    if (left == 0)
-        free(p);
+    if (left != 0)
+        return;
+    if (p->req != NULL) {
+        ws_request_destroy(p->req);
+        free(p->req);
+    }
+    free(p->sub);
+    free(p->hdrs);
+    free(p);
 }
 
 sock_pending *
@@ -70,6 +90,7 @@ pending_new(void *host, struct sock_upgrade *u)
     p->base.ops = &pending_ops;
     p->refs = 2;
     p->w = host;
+    p->hook_req = u->req; /* for setters called inside the hook */
     return &p->base;
 }
 
@@ -82,12 +103,7 @@ drop_held(struct wpending *p)
         sock_upgrade_destroy(p->up, false);
         free(p->up);
     }
-    if (p->req != NULL) {
-        ws_request_destroy(p->req);
-        free(p->req);
-    }
     p->up = NULL;
-    p->req = NULL;
     p->c = NULL;
 }
 
@@ -110,7 +126,10 @@ pending_hold(struct conn *c, struct sock_request *r, struct sock_upgrade *u)
     *up = *u;
     up->req = rq;
     p->c = c;
+    pthread_mutex_lock(&lock);
     p->req = rq;
+    p->hook_req = NULL;
+    pthread_mutex_unlock(&lock);
     p->up = up;
     c->x->pending = &p->base;
     return 0;
@@ -131,6 +150,66 @@ pending_release(sock_pending *sp)
     p->dead = true;
     pthread_mutex_unlock(&lock);
     unref(p);
+}
+
+/* sock_pending_subprotocol (what 1) and sock_pending_header (2). */
+static int
+pending_set(sock_pending *sp, int what, const char *a, const char *b)
+{
+    struct wpending *p = wp(sp);
+    const struct sock_request *r;
+    size_t add = what == 2 ? strlen(a) + strlen(b) + 4 : 0;
+    char *n;
+    int rc = 0;
+
+    pthread_mutex_lock(&lock);
+    r = p->req != NULL ? p->req : p->hook_req;
+    if (p->dead || r == NULL) {
+        rc = -EPIPE;
+    } else if (what == 1) {
+        if (!ws_request_has_token(r, "Sec-WebSocket-Protocol", a, false))
+            rc = -EINVAL;
+        else if ((n = strdup(a)) == NULL)
+            rc = -ENOMEM;
+        else {
+            free(p->sub);
+            p->sub = n;
+        }
+    } else if ((n = realloc(p->hdrs, p->hdrs_len + add + 1)) == NULL) {
+        rc = -ENOMEM;
+    } else {
+        p->hdrs = n;
+        snprintf(n + p->hdrs_len, add + 1, "%s: %s\r\n", a, b);
+        p->hdrs_len += add;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+/* What the app's threads added, into up (on the loop). 0 or -ENOMEM. */
+static int
+merge_additions(struct wpending *p, struct sock_upgrade *up)
+{
+    char *h;
+
+    pthread_mutex_lock(&lock);
+    if (p->sub != NULL) {
+        free(up->subprotocol);
+        up->subprotocol = p->sub;
+        p->sub = NULL;
+    }
+    if (p->hdrs != NULL) {
+        h = realloc(up->extra_headers, up->extra_len + p->hdrs_len + 1);
+        if (h == NULL) {
+            pthread_mutex_unlock(&lock);
+            return -ENOMEM;
+        }
+        memcpy(h + up->extra_len, p->hdrs, p->hdrs_len + 1);
+        up->extra_headers = h;
+        up->extra_len += p->hdrs_len;
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
 }
 
 /* The app's decision, on any thread. */
@@ -164,7 +243,6 @@ pending_apply(struct wpending *p, int status, const char *body, void *arg,
               void (*free_arg)(void *))
 {
     struct conn *c = p->c;
-    struct sock_request *rq = p->req;
     struct sock_upgrade *up = p->up;
     bool dead;
 
@@ -177,9 +255,8 @@ pending_apply(struct wpending *p, int status, const char *body, void *arg,
         unref(p);
         return;
     }
-    /* The request leaves p: conn.c answers it and frees rq and up. */
+    /* The request is answered now: conn.c takes up's contents. */
     p->c = NULL;
-    p->req = NULL;
     p->up = NULL;
     c->x->pending = NULL;
     up->pending = NULL;
@@ -188,10 +265,10 @@ pending_apply(struct wpending *p, int status, const char *body, void *arg,
             up->free_arg(up->arg); /* the hook's, replaced */
         sock_upgrade_set_arg(up, arg, free_arg);
     }
+    if (status == 0 && merge_additions(p, up) != 0)
+        status = 500;
     pending_release(&p->base);  /* the server's reference */
-    conn_upgrade_decided(c, rq, up, status, body);
-    ws_request_destroy(rq);
-    free(rq);
+    conn_upgrade_decided(c, p->req, up, status, body);
     free(up);
-    unref(p);                   /* the decision's (the app's) */
+    unref(p);                   /* the decision's (the app's); frees req */
 }

@@ -10,7 +10,9 @@
  * Upgrade query: decide=timer|thread&ms=N&verdict=accept|refuse defers
  * the decision and takes it after N ms from an app timer on the loop
  * (timer) or from a new thread (thread); accept hands init the arg
- * "decided-by-timer"/"decided-by-thread" (init pushes "init:ARG"); refuse
+ * "decided-by-timer"/"decided-by-thread" (init pushes "init:ARG"), adds
+ * the header "X-Decided-By: decided-by-..." and, with &proto=P, picks the
+ * offered subprotocol P (sock_pending_header, _subprotocol); refuse
  * answers 403 "refused later\n". The result of every decision is counted
  * (see stats). Without decide the upgrade is accepted at once.
  *
@@ -115,6 +117,7 @@ struct decision {
     bool accept;
     unsigned ms;
     const char *by;
+    char proto[32];
 };
 
 static void
@@ -125,6 +128,9 @@ decide(struct decision *d)
     if (d->accept) {
         char *arg = strdup(d->by);
 
+        if (d->proto[0] != '\0')
+            sock_pending_subprotocol(d->p, d->proto);
+        sock_pending_header(d->p, "X-Decided-By", d->by);
         rc = sock_pending_accept(d->p, arg, free);
         if (rc != 0)
             free(arg); /* dead: the arg stayed ours */
@@ -168,6 +174,8 @@ app_upgrade(const sock_request *r, sock_upgrade *u)
     if (d == NULL)
         return 503;
     d->accept = strcmp(verdict, "accept") == 0;
+    if (sock_request_query_param(r, "proto", d->proto, sizeof(d->proto)) < 0)
+        d->proto[0] = '\0';
     d->ms = (unsigned)atoi(ms);
     d->p = sock_upgrade_defer(u);
     if (d->p == NULL) {

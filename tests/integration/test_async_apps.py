@@ -30,7 +30,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sockdtest import (BUILD_DIR, OP_TEXT, Server, WSClient,  # noqa: E402
-                       build_frame, free_port)
+                       build_frame, free_port, resp_header)
 from bustest import AdminMaster, admin_request, metrics, wait_metric  # noqa: E402
 
 ASYNC_SO = os.path.join(BUILD_DIR, "asyncapp.so")
@@ -215,8 +215,14 @@ class Deferred(unittest.TestCase):
             for how in ("timer", "thread"):
                 c = WSClient(srv.port)
                 t0 = time.monotonic()
-                c.upgrade("/async?decide=%s&ms=150&verdict=accept" % how)
+                resp = c.upgrade("/async?decide=%s&ms=150&verdict=accept"
+                                 "&proto=b.v2" % how,
+                                 protocols=["a.v1", "b.v2"])
                 self.assertGreaterEqual(time.monotonic() - t0, 0.14)
+                self.assertEqual(resp_header(resp, "Sec-WebSocket-Protocol"),
+                                 "b.v2")
+                self.assertEqual(resp_header(resp, "X-Decided-By"),
+                                 "decided-by-" + how)
                 self.assertEqual(c.recv_text(), "init:decided-by-" + how)
                 self.assertEqual(c.command("option greeting"), "hello world")
                 c.close()
