@@ -190,7 +190,10 @@ typedef struct sock_app {
     /*
      * Optional. Once for every setup that returned 0, when the worker
      * stops, after every connection of the worker has terminated. Stop
-     * the threads that might call sock_post, and free what setup made.
+     * and join every thread the app started (a module is unloaded right
+     * after teardown: a thread still running its code would crash the
+     * worker), and free what setup made. sock_post from a straggler
+     * after teardown returns -ENOTCONN.
      */
     void (*teardown)(const sock_options *opts);
 } sock_app;

@@ -54,6 +54,7 @@
 #define T_FLOOD 11
 
 static int decided_ok, decided_epipe, decided_other;   /* atomics */
+static int threads_running, threads_stop;              /* atomics */
 static sock_timer *ticker;
 static int ticks;
 static char greeting[64];
@@ -108,6 +109,11 @@ app_teardown(const sock_options *o)
     (void)o;
     sock_timer_stop(ticker);
     ticker = NULL;
+    /* The module is unloaded after teardown: no thread may still run its
+       code. Detached threads are asked to stop and waited for. */
+    __atomic_store_n(&threads_stop, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&threads_running, __ATOMIC_SEQ_CST) > 0)
+        sleep_ms(1);
 }
 
 /* ---- Deferred upgrades ------------------------------------------------- */
@@ -155,6 +161,7 @@ decide_on_thread(void *arg)
 
     sleep_ms(d->ms);
     decide(d);
+    __atomic_sub_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -188,10 +195,12 @@ app_upgrade(const sock_request *r, sock_upgrade *u)
             return SOCK_UPGRADE_LATER;
     } else {
         d->by = "decided-by-thread";
+        __atomic_add_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
         if (pthread_create(&th, NULL, decide_on_thread, d) == 0) {
             pthread_detach(th);
             return SOCK_UPGRADE_LATER;
         }
+        __atomic_sub_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
     }
     sock_pending_refuse(d->p, 503, NULL); /* frees the handle */
     free(d);
@@ -216,6 +225,7 @@ job_post(void *arg)
     sleep_ms(j->ms);
     sock_post(j->to, T_POST, j->text, strlen(j->text));
     free(j);
+    __atomic_sub_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -224,11 +234,13 @@ job_flood(void *arg)
 {
     struct job *j = arg;
 
-    for (int i = 0; i < j->n; i++) {
+    for (int i = 0; i < j->n && !__atomic_load_n(&threads_stop,
+                                                   __ATOMIC_SEQ_CST); i++) {
         while (sock_post(j->to, T_FLOOD, &i, sizeof(i)) == -ENOBUFS)
             sleep_ms(1);
     }
     free(j);
+    __atomic_sub_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -243,6 +255,7 @@ job_write(void *arg)
     (void)n;
     close(j->fd);
     free(j);
+    __atomic_sub_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -277,7 +290,9 @@ start_thread(void *(*fn)(void *), struct job *j)
 {
     pthread_t th;
 
+    __atomic_add_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
     if (pthread_create(&th, NULL, fn, j) != 0) {
+        __atomic_sub_fetch(&threads_running, 1, __ATOMIC_SEQ_CST);
         free(j);
         return false;
     }

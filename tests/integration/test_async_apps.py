@@ -113,6 +113,7 @@ class Threads(unittest.TestCase):
             self.assertEqual(c.command("option greeting"), "hello world")
             self.assertEqual(c.recv_text(), "post:6:7:late")
             c.close()
+            srv.stop_clean()
 
     def test_post_flood_all_arrive(self):
         # Posts land in the inbox like any info: with room for them all,
@@ -123,6 +124,7 @@ class Threads(unittest.TestCase):
             self.assertEqual(c.recv_text(timeout=20), "flood:20000")
             self.assertEqual(c.command("option greeting"), "hello world")
             c.close()
+            srv.stop_clean()
 
     def test_post_flood_over_the_inbox_is_dropped_and_counted(self):
         aport = free_port()
@@ -135,6 +137,7 @@ class Threads(unittest.TestCase):
                         lambda v: v > before, 10)
             self.assertEqual(c.command("option greeting"), "hello world")
             c.close()
+            srv.stop_clean()
 
     def test_post_to_closed_id_dropped_and_counted(self):
         aport = free_port()
@@ -166,6 +169,7 @@ class Threads(unittest.TestCase):
             self.assertEqual(metrics(aport)["sock_infos_stale_total"],
                              before + 1)
             b.close()
+            srv.stop_clean()
 
     def test_post_to_other_worker(self):
         srv = AdminMaster(workers=2, extra=ROUTES.replace(
@@ -193,6 +197,7 @@ class Threads(unittest.TestCase):
             self.assertEqual(b.recv_text(), "send:1:8:0:back")
             a.close()
             b.close()
+            srv.stop_clean()
 
 
 class LoopIntegration(unittest.TestCase):
@@ -280,6 +285,7 @@ class Deferred(unittest.TestCase):
             self.assertEqual(c.recv_text(), "init:decided-by-thread")
             self.assertEqual(c.recv_text(), "hello world")
             c.close()
+            srv.stop_clean()
 
     def test_too_much_before_the_101_is_400(self):
         with async_server(server_extra="max_request_head = 1KiB") as srv:
