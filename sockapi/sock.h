@@ -347,7 +347,8 @@ sock_watch *sock_watch_fd(int fd, unsigned events, sock_watch_fn cb,
 /* Changes the events watched (0 pauses). Returns 0, -EINVAL. */
 int sock_watch_set(sock_watch *w, unsigned events);
 /* Stops watching and frees w (also from inside its own cb). The fd stays
-   open: the app closes it. NULL is a no-op. */
+   open: the app closes it, after this call (never before: the number
+   may be reused). NULL is a no-op. */
 void sock_watch_stop(sock_watch *w);
 
 typedef void (*sock_timer_fn)(sock_timer *t, void *arg);

@@ -184,7 +184,9 @@ appio_watch_set(void *host, sock_watch *sw, unsigned events)
 {
     struct worker *w = host;
 
-    if (sw->io.events == ev_events(events) && ev_is_active(&sw->io))
+    /* hiredis & co. re-announce what they want often: keep it cheap. */
+    if ((sw->io.events & (EV_READ | EV_WRITE)) == ev_events(events) &&
+        (events == 0 || ev_is_active(&sw->io)))
         return 0;
     ev_io_stop(w->loop, &sw->io);
     ev_io_set(&sw->io, sw->io.fd, ev_events(events));
