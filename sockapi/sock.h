@@ -402,17 +402,21 @@ int sock_post(sock_id to, uint32_t type, const void *data, size_t len);
 sock_pending *sock_upgrade_defer(sock_upgrade *u);
 /*
  * Thread-safe. Accept: the 101 goes out and init runs with arg (as
- * sock_upgrade_set_arg) on the loop, after the current callback. Returns
- * 0 when the decision was taken: from then on the server owns arg and
- * frees it with free_arg if init never runs (the client vanished in the
- * meantime). Returns -EPIPE when the request is already dead (timed out
- * or the client went away): arg stays the caller's. Frees p either way.
+ * sock_upgrade_set_arg; NULL keeps the hook's own arg, if it set one) on
+ * the loop, after the current callback. Returns 0 when the decision was
+ * taken: from then on the server owns arg and frees it with free_arg if
+ * init never runs (the client vanished in the meantime). Returns -EPIPE
+ * when the request is already dead (timed out or the client went away),
+ * or -ENOMEM / -ENOBUFS (the queue to the loop is full, see sock_post)
+ * when the decision could not be taken (the request then ends at its
+ * handshake_timeout): arg stays the caller's. Frees p either way.
  */
 int sock_pending_accept(sock_pending *p, void *arg, void (*free_arg)(void *));
 /*
  * Thread-safe. Refuse with an HTTP status 400..599 (others become 500) and
- * an optional body (copied; NULL: the status text). Returns 0, or -EPIPE
- * when the request is already dead. Frees p either way.
+ * an optional body (copied; NULL: the status text). Returns 0, -EPIPE
+ * when the request is already dead, -ENOMEM or -ENOBUFS as for
+ * sock_pending_accept. Frees p either way.
  */
 int sock_pending_refuse(sock_pending *p, int status, const char *body);
 /*
