@@ -1174,6 +1174,62 @@ continue_key(struct parser *p, const char *value)
         p->oom = true;
 }
 
+#define APP_OPTION_PREFIX "option."
+#define APP_OPTION_NAME_MAX 64
+
+/*
+ * option.NAME = VALUE in a [route]: handed to the route's app as is
+ * (sock_option, setup's options). NAME is 1..64 of [A-Za-z0-9_.-]; the
+ * value is any text, "" allowed; each NAME once per route.
+ */
+static void
+set_app_option(struct parser *p, const char *key, const char *value)
+{
+    const char *name = key + strlen(APP_OPTION_PREFIX);
+    size_t len = strlen(name), n;
+    char label[256];
+    char ***kv;
+    char **l;
+
+    if (p->sec != SEC_ROUTE) {
+        report(p, p->line, "'%s' in %s: app options belong in [route PATH]",
+               key, section_label(p, label, sizeof(label)));
+        return;
+    }
+    if (len == 0 || len > APP_OPTION_NAME_MAX ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789_.-") != len) {
+        report(p, p->line, "bad app option name '%s': option.NAME takes "
+               "1-%d letters, digits, '_', '.' or '-'", key,
+               APP_OPTION_NAME_MAX);
+        return;
+    }
+    kv = &p->cfg->routes[p->cur].app_options;
+    n = list_len(*kv);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        if (strcmp((*kv)[i], name) == 0) {
+            report(p, p->line, "duplicate key '%s' in %s", key,
+                   section_label(p, label, sizeof(label)));
+            return;
+        }
+    }
+    l = reallocarray(*kv, n + 3, sizeof(*l));
+    if (l == NULL) {
+        p->oom = true;
+        return;
+    }
+    *kv = l;
+    l[n] = strdup(name);
+    l[n + 1] = strdup(value);
+    l[n + 2] = NULL;
+    if (l[n] == NULL || l[n + 1] == NULL) {
+        free(l[n]);
+        free(l[n + 1]);
+        l[n] = NULL;
+        p->oom = true;
+    }
+}
+
 /* libinih's handler; the section it passes is ignored (see the top). */
 static int
 on_key(void *user, const char *section, const char *name, const char *value)
@@ -1192,6 +1248,10 @@ on_key(void *user, const char *section, const char *name, const char *value)
     if (p->sec == SEC_NONE) {
         report(p, p->line, "key '%s' outside any section: put it under "
                "[server], [listen ADDRESS] or [route PATH]", name);
+        return 1;
+    }
+    if (strncmp(name, APP_OPTION_PREFIX, strlen(APP_OPTION_PREFIX)) == 0) {
+        set_app_option(p, name, value);
         return 1;
     }
     k = find_key(name, section_scope(p->sec));
@@ -1602,6 +1662,7 @@ config_free(struct config *c)
         free(c->routes[i].path);
         free(c->routes[i].app);
         free(c->routes[i].static_dir);
+        list_free(c->routes[i].app_options);
         route_opts_destroy(&c->routes[i].opts);
     }
     free(c->listeners);

@@ -27,10 +27,12 @@ usage(FILE *out)
 {
     fprintf(out, "usage: sockctl [-c FILE | -S SOCKET] "
                  "reload|stop|quit|reopen|status\n"
-                 "       sockctl [-c FILE] publish TOPIC MESSAGE\n"
-                 "       sockctl [-c FILE] send ID MESSAGE\n"
+                 "       sockctl [-c FILE] [-t N] publish TOPIC MESSAGE\n"
+                 "       sockctl [-c FILE] [-t N] send ID MESSAGE\n"
                  "       sockctl [-c FILE] conns\n"
                  "       sockctl [-c FILE] close ID [CODE]\n"
+                 "  -t, --type N  the info type apps see (0-4294967295; "
+                 "default 0)\n"
                  "  -c FILE    sockd's configuration (for its runtime_dir; "
                  "default " SOCKD_DEFAULT_CONFIG ")\n"
                  "  -S SOCKET  the control socket itself\n");
@@ -132,15 +134,43 @@ admin_request(const char *cfg_path, const char *method, const char *target,
     return status / 100 == 2 ? 0 : 1;
 }
 
+/* A decimal 0..UINT32_MAX, nothing else. */
+static bool
+type_ok(const char *s)
+{
+    char *end;
+    unsigned long long n;
+
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    n = strtoull(s, &end, 10);
+    return *end == '\0' && errno == 0 && n <= UINT32_MAX;
+}
+
 int
 main(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        { "type", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
     const char *cfg = SOCKD_DEFAULT_CONFIG, *sock = NULL;
+    const char *type = NULL;
     char path[512];
     int opt;
 
-    while ((opt = getopt(argc, argv, "c:S:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:S:t:h", longopts, NULL)) != -1) {
         switch (opt) {
+        case 't':
+            if (!type_ok(optarg)) {
+                fprintf(stderr, "sockctl: --type takes a number "
+                        "0-4294967295, not '%s'\n", optarg);
+                return 2;
+            }
+            type = optarg;
+            break;
         case 'c':
             cfg = optarg;
             break;
@@ -161,8 +191,9 @@ main(int argc, char **argv)
         bool pub = strcmp(argv[optind], "publish") == 0;
 
         url_encode(argv[optind + 1], enc, sizeof(enc));
-        snprintf(target, sizeof(target), "/%s?%s=%s", pub ? "publish" : "send",
-                 pub ? "topic" : "id", enc);
+        snprintf(target, sizeof(target), "/%s?%s=%s%s%s",
+                 pub ? "publish" : "send", pub ? "topic" : "id", enc,
+                 type ? "&type=" : "", type ? type : "");
         return admin_request(cfg, "POST", target, argv[optind + 2]);
     }
     if (optind + 1 == argc && strcmp(argv[optind], "conns") == 0)

@@ -14,8 +14,9 @@
  *  - sock_conn * is valid from init until terminate returns. Keep a
  *    sock_id (sock_self) for anything longer-lived.
  *  - Every sock_* call below is made on the worker's loop thread: inside a
- *    callback, or from a timer or other code the app runs on that loop.
- *    No call is thread-safe.
+ *    callback, or from a sock_watch_fd / sock_timer_start callback or other
+ *    code the app runs on that loop. The only exceptions, safe from any
+ *    thread, are sock_post, sock_pending_accept and sock_pending_refuse.
  *
  * Errors are negative errno values, never errno itself.
  */
@@ -30,13 +31,21 @@
 extern "C" {
 #endif
 
-/* Bumped when the table below changes incompatibly; members are only appended. */
-#define SOCK_ABI_VERSION 1
+/*
+ * Bumped when the table below changes; members are only appended. sockd
+ * loads modules built for any version from 1 up to this one, and reads
+ * only the members that version had (2 added setup and teardown).
+ */
+#define SOCK_ABI_VERSION 2
 
 typedef struct sock_conn sock_conn;       /* opaque, see lifetime above */
 typedef struct sock_request sock_request; /* opaque, upgrade hook only */
 typedef struct sock_upgrade sock_upgrade; /* opaque, upgrade hook only */
 typedef struct sock_buf sock_buf;         /* shared reference-counted bytes */
+typedef struct sock_options sock_options; /* a route's option.NAME keys */
+typedef struct sock_watch sock_watch;     /* sock_watch_fd */
+typedef struct sock_timer sock_timer;     /* sock_timer_start */
+typedef struct sock_pending sock_pending; /* a deferred upgrade decision */
 
 /*
  * A routable connection id: node (16 bits) | generation (8) | worker slot (8)
@@ -82,6 +91,7 @@ typedef enum sock_info_kind {
                                 type 0, no data. The connection is closed
                                 with 1012 after drain_timeout unless the app
                                 stops first. */
+    SOCK_INFO_POST = 6,      /* sock_post (from any thread); from is 0 */
 } sock_info_kind;
 
 typedef struct sock_info {
@@ -133,8 +143,15 @@ typedef struct sock_close_info {
  * sock_upgrade_set_arg reaches init as upgrade_arg; init always runs after
  * an accepted upgrade whose 101 could be queued, so the app may free the
  * arg there. If the client vanishes before init, free_arg (if set) frees it.
+ *
+ * Or return SOCK_UPGRADE_LATER after taking a handle with
+ * sock_upgrade_defer, and decide later with sock_pending_accept or
+ * sock_pending_refuse (see "Deferred upgrade decisions" below).
  */
 typedef int (*sock_upgrade_fn)(const sock_request *req, sock_upgrade *up);
+
+/* The upgrade hook's answer "I will decide later" (see sock_upgrade_defer). */
+#define SOCK_UPGRADE_LATER 1
 
 typedef struct sock_app {
     uint32_t abi;     /* SOCK_ABI_VERSION */
@@ -158,6 +175,28 @@ typedef struct sock_app {
     /* Optional: the send queue fell below the low watermark after having
        reached the high watermark. */
     sock_ret (*handle_writable)(sock_conn *c, void **state);
+
+    /* ---- ABI 2 ---- */
+    /*
+     * Optional. Once per worker and per route that uses the app, on the
+     * loop thread, after the worker started and before it accepts: open
+     * pools, connect to backends (sock_watch_fd, sock_timer_start and
+     * threads may be started here). opts are the route's option.NAME keys,
+     * valid until teardown returns. Return 0, or a negative errno: the
+     * worker then logs event=app_setup_failed with the route and the error,
+     * and that route refuses every upgrade with 503 until the next reload
+     * (the other routes keep working).
+     */
+    int (*setup)(const sock_options *opts);
+    /*
+     * Optional. Once for every setup that returned 0, when the worker
+     * stops, after every connection of the worker has terminated. Stop
+     * and join every thread the app started (a module is unloaded right
+     * after teardown: a thread still running its code would crash the
+     * worker), and free what setup made. sock_post from a straggler
+     * after teardown returns -ENOTCONN.
+     */
+    void (*teardown)(const sock_options *opts);
 } sock_app;
 
 /* An app module (.so) exports exactly this symbol. */
@@ -267,6 +306,130 @@ int sock_broadcast(uint32_t type, const void *data, size_t len);
  */
 int sock_send_after(sock_conn *c, uint32_t ms, uint32_t type,
                     const void *data, size_t len);
+
+/* ---- Route options (option.NAME = VALUE in [route]) -------------------- */
+
+/*
+ * The value of option.NAME in the route's section ("" when given empty),
+ * or NULL when it is not set. Strings are the server's, valid as long as
+ * the route's app runs (until teardown returns). sock_option: of c's
+ * route; sock_request_option: of the request's route (in the upgrade
+ * hook); sock_options_get: of the set given to setup and teardown.
+ */
+const char *sock_option(const sock_conn *c, const char *name);
+const char *sock_request_option(const sock_request *r, const char *name);
+const char *sock_options_get(const sock_options *o, const char *name);
+/* The route path the options belong to ("/chat"). */
+const char *sock_options_route(const sock_options *o);
+
+/* ---- Loop integration: file descriptors and timers -------------------- */
+
+#define SOCK_READ 0x1u  /* fd readable (or EOF / error) */
+#define SOCK_WRITE 0x2u /* fd writable */
+
+typedef void (*sock_watch_fn)(sock_watch *w, int fd, unsigned revents,
+                              void *arg);
+/*
+ * Watches fd (which the app owns and keeps open; make it non-blocking) on
+ * the worker's loop: cb runs on the loop thread with the events that are
+ * ready, among `events` (SOCK_READ, SOCK_WRITE, or 0 to register it
+ * paused). This is how a non-blocking client (hiredis async, libpq, a
+ * socket) runs inside a worker without blocking it. cb runs outside any
+ * connection's callback, like a timer: sock_push to a connection the app
+ * still holds is allowed (a sock_conn * is valid until its terminate
+ * returns). Returns a handle, valid until sock_watch_stop (a watch the
+ * app never stops is stopped and freed after teardown); NULL when out of
+ * memory, for fd < 0, cb NULL or unknown event bits, and where no worker
+ * or harness runs. In the sock_test.h harness, sock_test_poll drives
+ * watches with poll(2).
+ */
+sock_watch *sock_watch_fd(int fd, unsigned events, sock_watch_fn cb,
+                          void *arg);
+/* Changes the events watched (0 pauses). Returns 0, -EINVAL. */
+int sock_watch_set(sock_watch *w, unsigned events);
+/* Stops watching and frees w (also from inside its own cb). The fd stays
+   open: the app closes it, after this call (never before: the number
+   may be reused). NULL is a no-op. */
+void sock_watch_stop(sock_watch *w);
+
+typedef void (*sock_timer_fn)(sock_timer *t, void *arg);
+/*
+ * Runs cb on the loop thread after ms milliseconds, then every repeat_ms
+ * if repeat_ms > 0, independent of any connection. A one-shot timer's
+ * handle is dead once its cb returns (unless cb stopped it first); a
+ * repeating one lives until sock_timer_stop (one still running after
+ * teardown is stopped and freed). Returns a handle or NULL (out of
+ * memory, cb NULL, no worker or harness). In the sock_test.h harness
+ * the timers run on sock_test_advance's fake clock.
+ */
+sock_timer *sock_timer_start(uint32_t ms, uint32_t repeat_ms,
+                             sock_timer_fn cb, void *arg);
+/* Cancels and frees t (also from inside its own cb). NULL is a no-op. */
+void sock_timer_stop(sock_timer *t);
+
+/* ---- From other threads ------------------------------------------------ */
+
+/*
+ * Thread-safe: callable from any thread of the worker process (a thread
+ * pool doing blocking work), as well as from the loop. Copies data and
+ * wakes the worker's loop, which then delivers it like sock_send_info:
+ * an info of kind SOCK_INFO_POST with this type, from 0, to connection
+ * `to` on this worker, or over the bus to another worker or (with
+ * [redis]) machine, where it arrives as SOCK_INFO_SEND from 0. A closed or
+ * unknown id is dropped and counted (sock_infos_stale_total), as for
+ * sock_send_info; so is a post over the receiver's inbox bound
+ * (max_info_queue, info_overflow), like any info. FIFO per posting
+ * thread. Returns 0; -ENOBUFS when 65536 posts already wait for the loop
+ * (the post is dropped and counted in sock_infos_dropped_total; retry
+ * later); -ENOMEM; -EINVAL (data NULL with len > 0); -ENOTCONN when no
+ * worker runs in this process.
+ */
+int sock_post(sock_id to, uint32_t type, const void *data, size_t len);
+
+/* ---- Deferred upgrade decisions --------------------------------------- */
+
+/*
+ * In the upgrade hook only: keep the request waiting and decide later.
+ * The hook must then return SOCK_UPGRADE_LATER. What the hook set on u
+ * before (subprotocol, headers, options) is kept for the accept. Until the
+ * decision nothing the client sends is processed (a few bytes are kept,
+ * more than max_request_head is refused with 400); the handshake_timeout,
+ * counted from the accept of the TCP connection, still applies: when it
+ * expires first the client gets 503 "upgrade decision timed out". Returns
+ * the handle, or NULL when out of memory (the hook should then refuse).
+ * The app owns the handle until it calls exactly one of
+ * sock_pending_accept or sock_pending_refuse, which frees it.
+ */
+sock_pending *sock_upgrade_defer(sock_upgrade *u);
+/*
+ * Thread-safe. Accept: the 101 goes out and init runs with arg (as
+ * sock_upgrade_set_arg; NULL keeps the hook's own arg, if it set one) on
+ * the loop, after the current callback. Returns 0 when the decision was
+ * taken: from then on the server owns arg and frees it with free_arg if
+ * init never runs (the client vanished in the meantime). Returns -EPIPE
+ * when the request is already dead (timed out or the client went away),
+ * or -ENOMEM / -ENOBUFS (the queue to the loop is full, see sock_post)
+ * when the decision could not be taken (the request then ends at its
+ * handshake_timeout): arg stays the caller's. Frees p either way.
+ */
+int sock_pending_accept(sock_pending *p, void *arg, void (*free_arg)(void *));
+/*
+ * Thread-safe. Refuse with an HTTP status 400..599 (others become 500) and
+ * an optional body (copied; NULL: the status text). Returns 0, -EPIPE
+ * when the request is already dead, -ENOMEM or -ENOBUFS as for
+ * sock_pending_accept. Frees p either way.
+ */
+int sock_pending_refuse(sock_pending *p, int status, const char *body);
+/*
+ * Thread-safe, before the decision: what sock_upgrade_subprotocol and
+ * sock_upgrade_header do in the hook, for the 101 of a later accept (a
+ * refusal ignores them). Return 0; -EINVAL for a subprotocol the client
+ * did not offer or bad header characters; -ENOMEM; -EPIPE when the
+ * request is already dead. The handle stays the app's either way: decide
+ * still frees it.
+ */
+int sock_pending_subprotocol(sock_pending *p, const char *proto);
+int sock_pending_header(sock_pending *p, const char *name, const char *value);
 
 /* ---- The upgrade request (valid during the upgrade hook only) --------- */
 

@@ -7,6 +7,7 @@
 #include "sock_impl.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,12 +16,17 @@
 
 static const struct sock_host_ops *host_ops;
 static void *host_ctx;
+/* Held while the host changes and around sock_post, the one host call
+   made from other threads. */
+static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
 sock_host_set(const struct sock_host_ops *ops, void *host)
 {
+    pthread_mutex_lock(&host_lock);
     host_ops = ops;
     host_ctx = host;
+    pthread_mutex_unlock(&host_lock);
 }
 
 int
@@ -269,4 +275,125 @@ sock_broadcast(uint32_t type, const void *data, size_t len)
     if (host_ops == NULL)
         return -ENOTCONN;
     return host_ops->broadcast(host_ctx, type, data, len);
+}
+
+/* ---- Route options ------------------------------------------------------ */
+
+const char *
+sock_options_find(const struct sock_options *o, const char *name)
+{
+    if (o == NULL || o->kv == NULL || name == NULL)
+        return NULL;
+    for (char **kv = o->kv; kv[0] != NULL && kv[1] != NULL; kv += 2)
+        if (strcmp(kv[0], name) == 0)
+            return kv[1];
+    return NULL;
+}
+
+const char *
+sock_option(const sock_conn *c, const char *name)
+{
+    return sock_options_find(c->ops->options(c), name);
+}
+
+const char *
+sock_options_get(const sock_options *o, const char *name)
+{
+    return sock_options_find(o, name);
+}
+
+const char *
+sock_options_route(const sock_options *o)
+{
+    return o != NULL ? o->route : NULL;
+}
+
+/* ---- Loop integration --------------------------------------------------- */
+
+sock_watch *
+sock_watch_fd(int fd, unsigned events, sock_watch_fn cb, void *arg)
+{
+    if (host_ops == NULL || host_ops->watch_fd == NULL || fd < 0 ||
+        cb == NULL || (events & ~(SOCK_READ | SOCK_WRITE)) != 0)
+        return NULL;
+    return host_ops->watch_fd(host_ctx, fd, events, cb, arg);
+}
+
+int
+sock_watch_set(sock_watch *w, unsigned events)
+{
+    if (w == NULL || (events & ~(SOCK_READ | SOCK_WRITE)) != 0 ||
+        host_ops == NULL)
+        return -EINVAL;
+    return host_ops->watch_set(host_ctx, w, events);
+}
+
+void
+sock_watch_stop(sock_watch *w)
+{
+    if (w != NULL && host_ops != NULL)
+        host_ops->watch_stop(host_ctx, w);
+}
+
+sock_timer *
+sock_timer_start(uint32_t ms, uint32_t repeat_ms, sock_timer_fn cb,
+                 void *arg)
+{
+    if (host_ops == NULL || host_ops->timer_start == NULL || cb == NULL)
+        return NULL;
+    return host_ops->timer_start(host_ctx, ms, repeat_ms, cb, arg);
+}
+
+void
+sock_timer_stop(sock_timer *t)
+{
+    if (t != NULL && host_ops != NULL)
+        host_ops->timer_stop(host_ctx, t);
+}
+
+int
+sock_post(sock_id to, uint32_t type, const void *data, size_t len)
+{
+    int rc = -ENOTCONN;
+
+    if (data == NULL && len > 0)
+        return -EINVAL;
+    pthread_mutex_lock(&host_lock);
+    if (host_ops != NULL && host_ops->post != NULL)
+        rc = host_ops->post(host_ctx, to, type, data, len);
+    pthread_mutex_unlock(&host_lock);
+    return rc;
+}
+
+/* ---- Deferred upgrades -------------------------------------------------- */
+
+sock_pending *
+sock_upgrade_defer(sock_upgrade *u)
+{
+    if (u == NULL || u->req == NULL)
+        return NULL; /* only inside the hook */
+    if (u->pending != NULL)
+        return NULL; /* one handle per request */
+    if (host_ops == NULL || host_ops->defer == NULL)
+        return NULL;
+    u->pending = host_ops->defer(host_ctx, u);
+    return u->pending;
+}
+
+int
+sock_pending_accept(sock_pending *p, void *arg, void (*free_arg)(void *))
+{
+    if (p == NULL)
+        return -EINVAL;
+    return p->ops->decide(p, 0, NULL, arg, free_arg);
+}
+
+int
+sock_pending_refuse(sock_pending *p, int status, const char *body)
+{
+    if (p == NULL)
+        return -EINVAL;
+    if (status < 400 || status > 599)
+        status = 500;
+    return p->ops->decide(p, status, body, NULL, NULL);
 }

@@ -28,6 +28,14 @@ struct sock_conn_ops {
     int (*subscribe)(sock_conn *c, const char *topic, bool on);
     int (*send_after)(sock_conn *c, uint32_t ms, uint32_t type,
                       const void *data, size_t len);
+    /* The route's option.NAME keys (never NULL). */
+    const struct sock_options *(*options)(const sock_conn *c);
+};
+
+/* A route's option.NAME = VALUE keys, as the app sees them. */
+struct sock_options {
+    const char *route;
+    char **kv;        /* name, value, name, value, ...; NULL-terminated */
 };
 
 enum sock_option {
@@ -47,10 +55,49 @@ struct sock_host_ops {
     int (*publish)(void *host, const char *topic, uint32_t type,
                    const void *data, size_t len);
     int (*broadcast)(void *host, uint32_t type, const void *data, size_t len);
+    /* The loop integration of sock.h; see sock_watch_fd & co. */
+    sock_watch *(*watch_fd)(void *host, int fd, unsigned events,
+                            sock_watch_fn cb, void *arg);
+    int (*watch_set)(void *host, sock_watch *w, unsigned events);
+    void (*watch_stop)(void *host, sock_watch *w);
+    sock_timer *(*timer_start)(void *host, uint32_t ms, uint32_t repeat_ms,
+                               sock_timer_fn cb, void *arg);
+    void (*timer_stop)(void *host, sock_timer *t);
+    /* Thread-safe (see sock_post). */
+    int (*post)(void *host, sock_id to, uint32_t type, const void *data,
+                size_t len);
+    /* A pending decision for the upgrade u (sock_upgrade_defer). */
+    sock_pending *(*defer)(void *host, struct sock_upgrade *u);
 };
 
-/* Installs the host; one per process (the worker, or a test harness). */
+/* Behind sock_pending: the worker's or the harness's. */
+struct sock_pending_ops {
+    /* Thread-safe; status 0 accepts with arg, else refuses with body.
+       Consumes p. 0 or -EPIPE (dead: arg stays the caller's). */
+    int (*decide)(sock_pending *p, int status, const char *body, void *arg,
+                  void (*free_arg)(void *));
+    /* Thread-safe, before decide: what 1 = subprotocol a (checked against
+       the offer), 2 = header a: b (checked by the caller). 0, -EINVAL,
+       -ENOMEM, -EPIPE. */
+    int (*set)(sock_pending *p, int what, const char *a, const char *b);
+};
+
+struct sock_pending {
+    const struct sock_pending_ops *ops;
+};
+
+/* Installs the host; one per process (the worker, or a test harness).
+   Serialised against sock_post, so a post racing the worker's exit gets
+   -ENOTCONN, never a freed host. */
 void sock_host_set(const struct sock_host_ops *ops, void *host);
+
+/* Whether app has the members of ABI 2 (setup, teardown): a module built
+   for ABI 1 ends before them, so they must not be read. */
+static inline bool
+sock_app_has_v2(const sock_app *app)
+{
+    return app->abi >= 2;
+}
 
 struct sock_buf {
     uint32_t refs;
@@ -74,15 +121,26 @@ struct sock_upgrade {
     bool has_idle_timeout;
     uint64_t max_message_size;
     bool has_max_message_size;
+    sock_pending *pending;    /* sock_upgrade_defer's, NULL if none */
 };
+
+/* The characters RFC 7230 allows in a header name and value. */
+bool sock_header_is_valid(const char *name, const char *value);
+
+/* The value of name in o, or NULL. */
+const char *sock_options_find(const struct sock_options *o, const char *name);
 
 void sock_upgrade_init(struct sock_upgrade *u, const struct sock_request *r);
 /* Frees what the hook set; frees arg with free_arg unless consumed. */
 void sock_upgrade_destroy(struct sock_upgrade *u, bool arg_consumed);
 
 /*
- * Runs app->upgrade (if any) on r. Returns 0 to accept, else the HTTP
- * status to refuse with (hook results outside 400..599 become 500).
+ * Runs app->upgrade (if any) on r. Returns 0 to accept,
+ * SOCK_UPGRADE_LATER when the hook deferred (u->pending is set), else the
+ * HTTP status to refuse with (hook results outside 400..599 become 500,
+ * also LATER without sock_upgrade_defer). When the hook took a pending
+ * handle but did not answer LATER, u->pending stays set for the caller to
+ * release (the app's decision then gets -EPIPE).
  */
 int sock_upgrade_run(const sock_app *app, const struct sock_request *r,
                      struct sock_upgrade *u);

@@ -8,9 +8,12 @@
 #include "sock_test.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "sock_impl.h"
@@ -49,6 +52,57 @@ struct ttopic {
     char *name;
 };
 
+/* A route's setup and options (sock_test_setup). */
+struct tsetup {
+    struct tsetup *next;
+    const sock_app *app;
+    struct sock_options o;
+    bool done;                  /* setup returned 0 */
+};
+
+struct sock_watch {
+    struct sock_watch *next;
+    uint64_t seq;
+    int fd;
+    unsigned events;
+    sock_watch_fn cb;
+    void *arg;
+};
+
+struct sock_timer {
+    struct sock_timer *next;
+    uint64_t due, seq;
+    uint32_t repeat;
+    sock_timer_fn cb;
+    void *arg;
+    bool firing, stopped;
+};
+
+/* A deferred upgrade: the app's handle. */
+struct tpending {
+    struct sock_pending base;
+    struct sock_test *t;        /* NULL once dead; under xlock */
+    int refs;                   /* under xlock */
+    struct sock_request *req;   /* the hook's; owned once deferred */
+    bool own_req;
+    char *sub, *hdrs;           /* added before the decision; under xlock */
+    size_t hdrs_len;
+};
+
+/* What other threads hand to the harness (posts, decisions). */
+struct xitem {
+    struct xitem *next;
+    struct tpending *p;         /* NULL: a post */
+    sock_id to;
+    uint32_t type;
+    int status;
+    char *body;
+    void *arg;
+    void (*free_arg)(void *);
+    size_t len;
+    uint8_t data[];
+};
+
 struct sock_test {
     struct sock_conn base;
     const sock_app *app;
@@ -66,6 +120,10 @@ struct sock_test {
     uint16_t code;
     char reason[124];
     sock_close_info why;
+    const struct sock_options *opts;
+    struct tpending *pending;  /* undecided deferred upgrade */
+    int up_result;             /* -1 pending, 0 accepted, else status */
+    char *refuse_body;
     struct sock_test *next;  /* all live test connections */
 };
 
@@ -76,7 +134,19 @@ static struct {
     uint64_t now, seq;
     uint32_t serial;
     struct sock_test *current;
+    struct tsetup *setups;
+    struct sock_watch *watches;
+    struct sock_timer *atimers;
+    struct sock_test *upgrading; /* whose hook runs */
 } h;
+
+/* Guards the cross-thread list and the pending handles. */
+static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
+static struct xitem *x_head, *x_tail;
+static uint64_t posts_dropped;
+
+static void pending_kill(struct sock_test *t);
+static void apply_cross(void);
 
 static const struct sock_conn_ops test_ops;
 static const struct sock_host_ops test_host;
@@ -100,6 +170,10 @@ sock_test_new(const sock_app *app, const char *route)
     t->app = app;
     t->id = (sock_id)1 << 48 | (sock_id)1 << 40 | ++h.serial;
     t->active = true;
+    t->up_result = 0;
+    for (struct tsetup *su = h.setups; su != NULL; su = su->next)
+        if (su->app == app && strcmp(su->o.route, t->route) == 0)
+            t->opts = &su->o;
     t->next = h.conns;
     h.conns = t;
     sock_host_set(&test_host, NULL);
@@ -187,8 +261,10 @@ sock_test_free(sock_test *t)
             break;
         }
     drop_pending(t);
+    pending_kill(t);
     if (t->upgraded)
         sock_upgrade_destroy(&t->up, t->inited);
+    free(t->refuse_body);
     drop_frames(t->out_head);
     drop_frames(t->taken);
     free(t->subprotocol);
@@ -241,6 +317,7 @@ sock_test_upgrade(sock_test *t, const char *head)
     }
     status = ws_request_parse(r, (const uint8_t *)full, strlen(full), 64);
     r->peer = "127.0.0.1:40000";
+    r->opts = t->opts;
     if (status == 0)
         status = ws_request_validate(r, &why);
     if (status == 0) {
@@ -248,7 +325,21 @@ sock_test_upgrade(sock_test *t, const char *head)
             sock_upgrade_destroy(&t->up, false);
         sock_upgrade_init(&t->up, r);
         t->upgraded = true;
+        pending_kill(t);
+        h.upgrading = t;
         status = sock_upgrade_run(t->app, r, &t->up);
+        h.upgrading = NULL;
+        if (status == SOCK_UPGRADE_LATER) {
+            t->pending = container_of(t->up.pending, struct tpending, base);
+            t->pending->own_req = true; /* kept for sock_pending_* */
+            r = NULL;
+        } else if (t->up.pending != NULL) {
+            /* Deferred but answered now: the later decision is dead. */
+            t->pending = container_of(t->up.pending, struct tpending, base);
+            pending_kill(t);
+        }
+        t->up.pending = NULL;
+        t->up_result = status == SOCK_UPGRADE_LATER ? -1 : status;
         if (t->up.subprotocol != NULL) {
             free(t->subprotocol);
             t->subprotocol = strdup(t->up.subprotocol);
@@ -408,6 +499,7 @@ sock_test_run(void)
 {
     int n = 0;
 
+    apply_cross();
     while (h.q_head != NULL) {
         struct tinfo *i = h.q_head;
 
@@ -423,6 +515,31 @@ sock_test_run(void)
     return n;
 }
 
+static void
+app_timer_free(struct sock_timer *st)
+{
+    for (struct sock_timer **q = &h.atimers; *q != NULL; q = &(*q)->next)
+        if (*q == st) {
+            *q = st->next;
+            break;
+        }
+    free(st);
+}
+
+static void
+fire_app_timer(struct sock_timer *st)
+{
+    st->firing = true;
+    st->cb(st, st->arg);
+    st->firing = false;
+    if (st->stopped || st->repeat == 0) {
+        app_timer_free(st);
+        return;
+    }
+    st->due = h.now + st->repeat;
+    st->seq = ++h.seq;
+}
+
 int
 sock_test_advance(uint32_t ms)
 {
@@ -431,12 +548,26 @@ sock_test_advance(uint32_t ms)
 
     for (;;) {
         struct ttimer **best = NULL;
+        struct sock_timer *abest = NULL;
 
         for (struct ttimer **q = &h.timers; *q != NULL; q = &(*q)->next)
             if ((*q)->due <= end &&
                 (best == NULL || (*q)->due < (*best)->due ||
                  ((*q)->due == (*best)->due && (*q)->seq < (*best)->seq)))
                 best = q;
+        for (struct sock_timer *at = h.atimers; at != NULL; at = at->next)
+            if (at->due <= end &&
+                (abest == NULL || at->due < abest->due ||
+                 (at->due == abest->due && at->seq < abest->seq)))
+                abest = at;
+        if (abest != NULL &&
+            (best == NULL || abest->due < (*best)->due ||
+             (abest->due == (*best)->due && abest->seq < (*best)->seq))) {
+            h.now = abest->due;
+            fire_app_timer(abest);
+            ran += sock_test_run();
+            continue;
+        }
         if (best == NULL)
             break;
         struct ttimer *tm = *best;
@@ -712,6 +843,14 @@ op_send_after(sock_conn *c, uint32_t ms, uint32_t type, const void *data,
     return 0;
 }
 
+static const struct sock_options *
+op_options(const sock_conn *c)
+{
+    static const struct sock_options none = { .route = "" };
+
+    return tc(c)->opts != NULL ? tc(c)->opts : &none;
+}
+
 static const struct sock_conn_ops test_ops = {
     .push = op_push,
     .stop = op_stop,
@@ -725,6 +864,7 @@ static const struct sock_conn_ops test_ops = {
     .route = op_route,
     .subscribe = op_subscribe,
     .send_after = op_send_after,
+    .options = op_options,
 };
 
 /* ---- Host ---------------------------------------------------------------- */
@@ -779,8 +919,511 @@ host_broadcast(void *host, uint32_t type, const void *data, size_t len)
     return 0;
 }
 
+/* ---- Loop integration ---------------------------------------------------- */
+
+static sock_watch *
+host_watch_fd(void *host, int fd, unsigned events, sock_watch_fn cb,
+              void *arg)
+{
+    struct sock_watch *sw = calloc(1, sizeof(*sw));
+
+    (void)host;
+    if (sw == NULL)
+        return NULL;
+    sw->seq = ++h.seq;
+    sw->fd = fd;
+    sw->events = events;
+    sw->cb = cb;
+    sw->arg = arg;
+    sw->next = h.watches;
+    h.watches = sw;
+    return sw;
+}
+
+static int
+host_watch_set(void *host, sock_watch *sw, unsigned events)
+{
+    (void)host;
+    sw->events = events;
+    return 0;
+}
+
+static void
+host_watch_stop(void *host, sock_watch *sw)
+{
+    (void)host;
+    for (struct sock_watch **q = &h.watches; *q != NULL; q = &(*q)->next)
+        if (*q == sw) {
+            *q = sw->next;
+            break;
+        }
+    free(sw);
+}
+
+static sock_timer *
+host_timer_start(void *host, uint32_t ms, uint32_t repeat_ms,
+                 sock_timer_fn cb, void *arg)
+{
+    struct sock_timer *st = calloc(1, sizeof(*st));
+
+    (void)host;
+    if (st == NULL)
+        return NULL;
+    st->due = h.now + ms;
+    st->seq = ++h.seq;
+    st->repeat = repeat_ms;
+    st->cb = cb;
+    st->arg = arg;
+    st->next = h.atimers;
+    h.atimers = st;
+    return st;
+}
+
+static void
+host_timer_stop(void *host, sock_timer *st)
+{
+    (void)host;
+    if (st->firing) {
+        st->stopped = true;
+        return;
+    }
+    app_timer_free(st);
+}
+
+/* The watch with sequence number seq, if it still exists. */
+static struct sock_watch *
+watch_by_seq(uint64_t seq)
+{
+    for (struct sock_watch *sw = h.watches; sw != NULL; sw = sw->next)
+        if (sw->seq == seq)
+            return sw;
+    return NULL;
+}
+
+int
+sock_test_fd_ready(int fd, unsigned revents)
+{
+    for (struct sock_watch *sw = h.watches; sw != NULL; sw = sw->next) {
+        if (sw->fd == fd && (sw->events & revents) != 0) {
+            sw->cb(sw, fd, sw->events & revents, sw->arg);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+sock_test_poll(int timeout_ms)
+{
+    struct pollfd pfd[64];
+    uint64_t seq[64];
+    nfds_t n = 0;
+    int ran = 0;
+
+    for (struct sock_watch *sw = h.watches; sw != NULL && n < 64;
+         sw = sw->next) {
+        if (sw->events == 0)
+            continue;
+        pfd[n].fd = sw->fd;
+        pfd[n].events = (short)(((sw->events & SOCK_READ) ? POLLIN : 0) |
+                                ((sw->events & SOCK_WRITE) ? POLLOUT : 0));
+        pfd[n].revents = 0;
+        seq[n++] = sw->seq;
+    }
+    if (poll(pfd, n, timeout_ms) > 0) {
+        for (nfds_t i = 0; i < n; i++) {
+            /* An earlier callback may have stopped or changed it. */
+            struct sock_watch *sw = watch_by_seq(seq[i]);
+            unsigned ev = 0;
+
+            if (sw == NULL || pfd[i].revents == 0)
+                continue;
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                ev |= SOCK_READ;
+            if (pfd[i].revents & POLLOUT)
+                ev |= SOCK_WRITE;
+            ev &= sw->events;
+            if (ev == 0)
+                continue;
+            sw->cb(sw, sw->fd, ev, sw->arg);
+            ran++;
+        }
+    }
+    sock_test_run();
+    return ran;
+}
+
+size_t
+sock_test_watch_count(void)
+{
+    size_t n = 0;
+
+    for (struct sock_watch *sw = h.watches; sw != NULL; sw = sw->next)
+        n++;
+    return n;
+}
+
+size_t
+sock_test_timer_count(void)
+{
+    size_t n = 0;
+
+    for (struct sock_timer *st = h.atimers; st != NULL; st = st->next)
+        n += !st->stopped;
+    return n;
+}
+
+/* ---- Other threads: posts and decisions --------------------------------- */
+
+static void
+x_push(struct xitem *it)
+{
+    it->next = NULL;
+    if (x_tail != NULL)
+        x_tail->next = it;
+    else
+        x_head = it;
+    x_tail = it;
+}
+
+static int
+host_post(void *host, sock_id to, uint32_t type, const void *data,
+          size_t len)
+{
+    struct xitem *it = calloc(1, sizeof(*it) + len);
+
+    (void)host;
+    if (it == NULL)
+        return -ENOMEM;
+    it->to = to;
+    it->type = type;
+    it->len = len;
+    if (len > 0)
+        memcpy(it->data, data, len);
+    pthread_mutex_lock(&xlock);
+    x_push(it);
+    pthread_mutex_unlock(&xlock);
+    return 0;
+}
+
+static void
+tpending_unref(struct tpending *p)
+{
+    int left;
+
+    pthread_mutex_lock(&xlock);
+    left = --p->refs;
+    pthread_mutex_unlock(&xlock);
+    if (left != 0)
+        return;
+    if (p->own_req) {
+        ws_request_destroy(p->req);
+        free(p->req);
+    }
+    free(p->sub);
+    free(p->hdrs);
+    free(p);
+}
+
+static int
+tpending_set(sock_pending *sp, int what, const char *a, const char *b)
+{
+    struct tpending *p = container_of(sp, struct tpending, base);
+    size_t add = what == 2 ? strlen(a) + strlen(b) + 4 : 0;
+    char *n;
+    int rc = 0;
+
+    pthread_mutex_lock(&xlock);
+    if (p->t == NULL) {
+        rc = -EPIPE;
+    } else if (what == 1) {
+        if (!ws_request_has_token(p->req, "Sec-WebSocket-Protocol", a,
+                                  false))
+            rc = -EINVAL;
+        else if ((n = strdup(a)) == NULL)
+            rc = -ENOMEM;
+        else {
+            free(p->sub);
+            p->sub = n;
+        }
+    } else if ((n = realloc(p->hdrs, p->hdrs_len + add + 1)) == NULL) {
+        rc = -ENOMEM;
+    } else {
+        p->hdrs = n;
+        snprintf(n + p->hdrs_len, add + 1, "%s: %s\r\n", a, b);
+        p->hdrs_len += add;
+    }
+    pthread_mutex_unlock(&xlock);
+    return rc;
+}
+
+static int
+tpending_decide(sock_pending *sp, int status, const char *body, void *arg,
+                void (*free_arg)(void *))
+{
+    struct tpending *p = container_of(sp, struct tpending, base);
+    struct xitem *it = calloc(1, sizeof(*it));
+    int rc = 0;
+
+    if (it == NULL || (body != NULL && (it->body = strdup(body)) == NULL))
+        rc = -ENOMEM;
+    pthread_mutex_lock(&xlock);
+    if (rc == 0 && p->t == NULL)
+        rc = -EPIPE;
+    if (rc == 0) {
+        it->p = p;
+        it->status = status;
+        it->arg = arg;
+        it->free_arg = free_arg;
+        x_push(it);
+    }
+    pthread_mutex_unlock(&xlock);
+    if (rc != 0) {
+        if (it != NULL)
+            free(it->body);
+        free(it);
+        tpending_unref(p);
+    }
+    return rc;
+}
+
+static const struct sock_pending_ops tpending_ops = {
+    .decide = tpending_decide,
+    .set = tpending_set,
+};
+
+static sock_pending *
+host_defer(void *host, struct sock_upgrade *u)
+{
+    struct tpending *p = calloc(1, sizeof(*p));
+
+    (void)host;
+    if (p == NULL)
+        return NULL;
+    p->base.ops = &tpending_ops;
+    p->refs = 2; /* the app's and t's */
+    p->t = h.upgrading;
+    p->req = (struct sock_request *)u->req;
+    return &p->base;
+}
+
+/* t's pending upgrade dies (expired, refused, or t goes). */
+static void
+pending_kill(struct sock_test *t)
+{
+    struct tpending *p = t->pending;
+
+    if (p == NULL)
+        return;
+    t->pending = NULL;
+    pthread_mutex_lock(&xlock);
+    p->t = NULL;
+    pthread_mutex_unlock(&xlock);
+    tpending_unref(p);
+}
+
+/* What sock_pending_subprotocol / _header added, into t's 101. */
+static void
+take_additions(struct sock_test *t, struct tpending *p)
+{
+    char *h2;
+
+    pthread_mutex_lock(&xlock);
+    if (p->sub != NULL) {
+        free(t->subprotocol);
+        t->subprotocol = p->sub;
+        p->sub = NULL;
+    }
+    if (p->hdrs != NULL &&
+        (h2 = realloc(t->up.extra_headers,
+                      t->up.extra_len + p->hdrs_len + 1)) != NULL) {
+        memcpy(h2 + t->up.extra_len, p->hdrs, p->hdrs_len + 1);
+        t->up.extra_headers = h2;
+        t->up.extra_len += p->hdrs_len;
+    }
+    pthread_mutex_unlock(&xlock);
+}
+
+static void
+apply_decision(struct xitem *it)
+{
+    struct tpending *p = it->p;
+    struct sock_test *t;
+
+    pthread_mutex_lock(&xlock);
+    t = p->t;
+    pthread_mutex_unlock(&xlock);
+    if (t == NULL) {
+        if (it->arg != NULL && it->free_arg != NULL)
+            it->free_arg(it->arg);
+    } else {
+        t->up_result = it->status;
+        if (it->status == 0)
+            take_additions(t, p);
+        if (it->status == 0 && it->arg != NULL) {
+            if (t->up.arg != NULL && t->up.free_arg != NULL &&
+                t->up.arg != it->arg)
+                t->up.free_arg(t->up.arg);
+            sock_upgrade_set_arg(&t->up, it->arg, it->free_arg);
+        } else if (it->status != 0) {
+            free(t->refuse_body);
+            t->refuse_body = it->body != NULL ? strdup(it->body) :
+                             t->up.refuse_body != NULL ?
+                             strdup(t->up.refuse_body) : NULL;
+        }
+        pending_kill(t);
+    }
+    tpending_unref(p);
+}
+
+/* Takes what other threads queued: decisions apply, posts are queued
+   as infos for their connection (or dropped and counted). */
+static void
+apply_cross(void)
+{
+    struct xitem *it, *next;
+
+    pthread_mutex_lock(&xlock);
+    it = x_head;
+    x_head = x_tail = NULL;
+    pthread_mutex_unlock(&xlock);
+    for (; it != NULL; it = next) {
+        struct sock_test *to = NULL;
+
+        next = it->next;
+        if (it->p != NULL) {
+            apply_decision(it);
+            free(it->body);
+            free(it);
+            continue;
+        }
+        for (struct sock_test *t = h.conns; t != NULL; t = t->next)
+            if (t->id == it->to && t->open)
+                to = t;
+        if (to == NULL || enqueue(to, SOCK_INFO_POST, it->type, 0, NULL,
+                                  it->data, it->len) != 0)
+            posts_dropped++;
+        free(it);
+    }
+}
+
+int
+sock_test_wait(int n, int timeout_ms)
+{
+    struct timespec start, now, nap = { 0, 1000000 };
+    int ran = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        ran += sock_test_run();
+        if (ran >= n)
+            return ran;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000 +
+            (now.tv_nsec - start.tv_nsec) / 1000000 >= timeout_ms)
+            return ran;
+        nanosleep(&nap, NULL);
+    }
+}
+
+uint64_t
+sock_test_posts_dropped(void)
+{
+    return posts_dropped;
+}
+
+int
+sock_test_upgrade_result(const sock_test *t)
+{
+    return t->up_result;
+}
+
+const char *
+sock_test_response_headers(const sock_test *t)
+{
+    return t->up.extra_headers != NULL ? t->up.extra_headers : "";
+}
+
+const char *
+sock_test_refuse_body(const sock_test *t)
+{
+    return t->refuse_body;
+}
+
+void
+sock_test_upgrade_expire(sock_test *t)
+{
+    if (t->pending == NULL)
+        return;
+    pending_kill(t);
+    t->up_result = 503;
+    free(t->refuse_body);
+    t->refuse_body = strdup("upgrade decision timed out\n");
+}
+
+/* ---- Setup and options ---------------------------------------------------- */
+
+int
+sock_test_setup(const sock_app *app, const char *route,
+                const char *const *options)
+{
+    struct tsetup *su = calloc(1, sizeof(*su));
+    size_t n = 0;
+    int rc = 0;
+
+    while (options != NULL && options[n] != NULL)
+        n++;
+    if (su == NULL || (su->o.kv = calloc(n + 1, sizeof(char *))) == NULL ||
+        (su->o.route = strdup(route ? route : "/")) == NULL) {
+        if (su != NULL)
+            free(su->o.kv);
+        free(su);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        su->o.kv[i] = strdup(options[i]);
+    su->app = app;
+    su->next = h.setups;
+    h.setups = su;
+    sock_host_set(&test_host, NULL);
+    if (sock_app_has_v2(app) && app->setup != NULL)
+        rc = app->setup(&su->o);
+    su->done = rc == 0;
+    return rc;
+}
+
+void
+sock_test_teardown(const sock_app *app, const char *route)
+{
+    for (struct tsetup **q = &h.setups; *q != NULL; q = &(*q)->next) {
+        struct tsetup *su = *q;
+
+        if (su->app != app || strcmp(su->o.route, route ? route : "/") != 0)
+            continue;
+        if (su->done && sock_app_has_v2(app) && app->teardown != NULL)
+            app->teardown(&su->o);
+        *q = su->next;
+        for (struct sock_test *t = h.conns; t != NULL; t = t->next)
+            if (t->opts == &su->o)
+                t->opts = NULL;
+        for (size_t i = 0; su->o.kv[i] != NULL; i++)
+            free(su->o.kv[i]);
+        free(su->o.kv);
+        free((char *)su->o.route);
+        free(su);
+        return;
+    }
+}
+
 static const struct sock_host_ops test_host = {
     .send_info = host_send_info,
     .publish = host_publish,
     .broadcast = host_broadcast,
+    .watch_fd = host_watch_fd,
+    .watch_set = host_watch_set,
+    .watch_stop = host_watch_stop,
+    .timer_start = host_timer_start,
+    .timer_stop = host_timer_stop,
+    .post = host_post,
+    .defer = host_defer,
 };

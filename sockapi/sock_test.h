@@ -9,7 +9,9 @@
  * during a callback wait for sock_test_run), pushes after terminate fail
  * with -EPIPE, a handler returning garbage is stopped with 1011, and
  * terminate runs exactly once for every connection whose init ran.
- * Not thread-safe; one harness per process at a time.
+ * Not thread-safe, but for what sock.h makes thread-safe (sock_post and
+ * the deferred upgrade decisions may come from the app's threads, as on
+ * the server); one harness per process at a time.
  */
 #ifndef SOCK_TEST_H
 #define SOCK_TEST_H
@@ -81,6 +83,61 @@ void *sock_test_state(const sock_test *t);
 sock_conn *sock_test_conn(sock_test *t);
 /* True while reading is active (sock_set_active). */
 bool sock_test_active(const sock_test *t);
+
+/* ---- App setup and route options ----------------------------------------
+ * Runs app->setup (ABI 2) as a worker would for route, with options given
+ * as name, value, name, value, ..., NULL (NULL: none). Returns setup's
+ * result (0 without setup). The options stay until sock_test_teardown;
+ * connections made afterwards with sock_test_new(app, route) see them
+ * through sock_option and sock_request_option.
+ */
+int sock_test_setup(const sock_app *app, const char *route,
+                    const char *const *options);
+/* Runs app->teardown if setup succeeded, and forgets the options. */
+void sock_test_teardown(const sock_app *app, const char *route);
+
+/* ---- Loop integration ----------------------------------------------------
+ * sock_watch_fd watches are real: sock_test_poll polls their fds with
+ * poll(2) for up to timeout_ms, runs the callbacks of the ready ones, then
+ * the queued infos (sock_test_run). Returns how many watch callbacks ran.
+ * sock_test_fd_ready calls the watch on fd as if revents were ready (for
+ * fake fds); returns 1 if a watch wanted any of them, else 0.
+ * sock_timer_start timers run on the fake clock of sock_test_advance.
+ */
+int sock_test_poll(int timeout_ms);
+int sock_test_fd_ready(int fd, unsigned revents);
+/* Watches currently registered (stopped ones excluded). */
+size_t sock_test_watch_count(void);
+/* App timers (sock_timer_start) currently running. */
+size_t sock_test_timer_count(void);
+
+/*
+ * sock_post works from any thread with the harness too: posts wait until
+ * sock_test_run, which delivers them as SOCK_INFO_POST (from 0) to the
+ * test connection with that id, or drops and counts them (closed or
+ * unknown id). sock_test_wait runs sock_test_run until at least n infos
+ * ran or timeout_ms (real time) passed; returns how many ran.
+ */
+int sock_test_wait(int n, int timeout_ms);
+/* Posts dropped so far because their id was closed or unknown. */
+uint64_t sock_test_posts_dropped(void);
+
+/* ---- Deferred upgrades ---------------------------------------------------
+ * When the hook deferred, sock_test_upgrade returns SOCK_UPGRADE_LATER.
+ * The app's decision (from any thread) is applied by sock_test_run, as
+ * the worker applies it on its loop. sock_test_upgrade_result: -1 while
+ * undecided, 0 accepted (then call sock_test_init: init gets the
+ * decision's arg), or the refusal status (body: sock_test_refuse_body).
+ * sock_test_upgrade_expire plays the handshake timeout: the result becomes
+ * 503 and the app's decision, made later, gets -EPIPE (also after
+ * sock_test_free: the client went away).
+ */
+int sock_test_upgrade_result(const sock_test *t);
+const char *sock_test_refuse_body(const sock_test *t);
+/* The header lines the hook (sock_upgrade_header) and a later accept
+   (sock_pending_header) added to the 101: "Name: value\r\n"..., or "". */
+const char *sock_test_response_headers(const sock_test *t);
+void sock_test_upgrade_expire(sock_test *t);
 
 #ifdef __cplusplus
 }

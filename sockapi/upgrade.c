@@ -41,6 +41,8 @@ sock_upgrade_run(const sock_app *app, const struct sock_request *r,
     status = app->upgrade(r, u);
     if (status == 0)
         return 0;
+    if (status == SOCK_UPGRADE_LATER)
+        return u->pending != NULL ? SOCK_UPGRADE_LATER : 500;
     if (status < 400 || status > 599)
         return 500;
     return status;
@@ -81,14 +83,22 @@ is_field_value(const char *s)
     return true;
 }
 
+bool
+sock_header_is_valid(const char *name, const char *value)
+{
+    return name != NULL && value != NULL && is_token(name) &&
+           is_field_value(value);
+}
+
 int
 sock_upgrade_header(sock_upgrade *u, const char *name, const char *value)
 {
-    size_t add = strlen(name) + strlen(value) + 4;
+    size_t add;
     char *p;
 
-    if (!is_token(name) || !is_field_value(value))
+    if (!sock_header_is_valid(name, value))
         return -EINVAL;
+    add = strlen(name) + strlen(value) + 4;
     p = realloc(u->extra_headers, u->extra_len + add + 1);
     if (p == NULL)
         return -ENOMEM;
@@ -133,4 +143,26 @@ sock_upgrade_set_max_message_size(sock_upgrade *u, size_t bytes)
     u->max_message_size = bytes;
     u->has_max_message_size = true;
     return 0;
+}
+
+const char *
+sock_request_option(const sock_request *r, const char *name)
+{
+    return sock_options_find(r->opts, name);
+}
+
+int
+sock_pending_subprotocol(sock_pending *p, const char *proto)
+{
+    if (p == NULL || proto == NULL)
+        return -EINVAL;
+    return p->ops->set(p, 1, proto, NULL);
+}
+
+int
+sock_pending_header(sock_pending *p, const char *name, const char *value)
+{
+    if (p == NULL || !sock_header_is_valid(name, value))
+        return -EINVAL;
+    return p->ops->set(p, 2, name, value);
 }

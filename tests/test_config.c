@@ -607,6 +607,57 @@ START_TEST(test_error)
 }
 END_TEST
 
+/* option.NAME = VALUE: the app's, per route, kept in order as written. */
+START_TEST(test_app_options)
+{
+    struct config *c = parse_ok(HEAD "option.redis = 127.0.0.1:6379\n"
+                                "option.key-prefix.v2 = tok: x  # note\n"
+                                "option.empty =\n"
+                                "[route /b]\napp = echo\n");
+    char **kv = c->routes[0].app_options;
+
+    ck_assert_ptr_nonnull(kv);
+    ck_assert_str_eq(kv[0], "redis");
+    ck_assert_str_eq(kv[1], "127.0.0.1:6379");
+    ck_assert_str_eq(kv[2], "key-prefix.v2");
+    ck_assert_str_eq(kv[3], "tok: x");
+    ck_assert_str_eq(kv[4], "empty");
+    ck_assert_str_eq(kv[5], "");
+    ck_assert_ptr_null(kv[6]);
+    ck_assert_ptr_null(c->routes[1].app_options);
+    config_free(c);
+}
+END_TEST
+
+static const struct {
+    const char *text, *want;
+} bad_options[] = {
+    { HEAD "option.a = 1\noption.a = 2\n",
+      "t.conf:5: duplicate key 'option.a' in [route /echo]\n" },
+    { HEAD "option. = 1\n",
+      "t.conf:4: bad app option name 'option.': option.NAME takes 1-64 "
+      "letters, digits, '_', '.' or '-'\n" },
+    { HEAD "option.a b = 1\n",
+      "t.conf:4: bad key name 'option.a b'" },
+    { HEAD "option.x12345678901234567890123456789012345678901234567890"
+      "12345678901234 = 1\n",
+      "t.conf:4: bad app option name 'option.x1234567890" },
+    { "[server]\noption.a = 1\n" HEAD,
+      "t.conf:2: 'option.a' in [server]: app options belong in [route PATH]"
+      "\n" },
+};
+
+START_TEST(test_app_option_errors)
+{
+    char *e = parse_bad(bad_options[_i].text);
+
+    ck_assert_msg(strncmp(e, bad_options[_i].want,
+                          strlen(bad_options[_i].want)) == 0,
+                  "case %d: want '%s', got: %s", _i, bad_options[_i].want, e);
+    free(e);
+}
+END_TEST
+
 START_TEST(test_line_too_long)
 {
     static const char want[] = "t.conf:4: line too long: 265 characters "
@@ -970,6 +1021,9 @@ config_suite(void)
     tcase_add_test(tc, test_list_continuation);
     tcase_add_test(tc, test_close_codes_accepted);
     tcase_add_loop_test(tc, test_error, 0, (int)ARRAY_SIZE(bad));
+    tcase_add_test(tc, test_app_options);
+    tcase_add_loop_test(tc, test_app_option_errors, 0,
+                        (int)ARRAY_SIZE(bad_options));
     tcase_add_test(tc, test_line_too_long);
     tcase_add_test(tc, test_several_errors);
     tcase_add_test(tc, test_load);

@@ -1,8 +1,9 @@
 /*
  * admin.c: the operators' HTTP endpoint (DESIGN §5.4), served by the
  * workers on the [admin] listen address: POST /publish?topic=T and
- * POST /send?id=ID with the message as the body (apps see them as infos
- * from id 0), GET /conns (every worker's open connections) and
+ * POST /send?id=ID with the message as the body, each with an optional
+ * &type=N (the info's type, default 0; apps see them as infos from id 0),
+ * GET /conns (every worker's open connections) and
  * POST /close?id=ID[&code=C], GET /healthz, GET /metrics (Prometheus
  * text, every worker's counters summed). One request per connection,
  * bounded in size and time.
@@ -44,7 +45,7 @@
 enum admin_cmd {
     ADMIN_CMD_CONNS = 1,    /* list the open connections */
     ADMIN_CMD_CLOSE = 2,    /* topic "ID CODE": close one */
-    ADMIN_CMD_SEND = 3,     /* topic "ID", data: the message */
+    ADMIN_CMD_SEND = 3,     /* topic "ID TYPE", data: the message */
 };
 
 struct admin_conn {
@@ -74,7 +75,7 @@ static void admin_conns(struct admin_conn *a);
 static void admin_finish(struct admin_conn *a);
 static void out_add(struct admin_conn *a, const void *data, size_t len);
 static void admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
-                      uint16_t code);
+                      uint32_t n);
 
 /* ---- Responses ---------------------------------------------------------- */
 
@@ -460,6 +461,31 @@ admin_metrics(struct admin_conn *a)
                 MIN(o, sizeof(buf)));
 }
 
+/*
+ * The optional &type=N of /publish and /send: 0 when absent, else decimal
+ * 0..4294967295. 0, or -1 for a bad value.
+ */
+static int
+query_type(const char *query, uint32_t *type)
+{
+    char v[16], *end;
+    unsigned long long n;
+    int len = query_get(query, "type", v, sizeof(v));
+
+    *type = 0;
+    if (len == -1 && strncmp(query, "type=", 5) != 0 &&
+        strstr(query, "&type=") == NULL)
+        return 0; /* absent (not merely bad) */
+    if (len < 1 || v[0] < '0' || v[0] > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (*end != '\0' || errno != 0 || n > UINT32_MAX)
+        return -1;
+    *type = (uint32_t)n;
+    return 0;
+}
+
 /* ---- Requests ----------------------------------------------------------- */
 
 /* Parses ?id= (decimal or 0x hex, not 0) into *id; false if bad. */
@@ -485,6 +511,7 @@ admin_handle(struct admin_conn *a)
     char path[256] = "", query[ADMIN_MAX_URL + 1] = "", arg[512];
     const char *method = http_method_str((enum http_method)a->parser.method);
     bool post = a->parser.method == HTTP_POST;
+    uint32_t type;
     int rc;
 
     http_parser_url_init(&u);
@@ -512,8 +539,12 @@ admin_handle(struct admin_conn *a)
             admin_text(a, 400, "need ?topic=NAME (1-255 bytes)\n");
             return true;
         }
+        if (query_type(query, &type) != 0) {
+            admin_text(a, 400, "type must be a number 0-4294967295\n");
+            return true;
+        }
         messaging_set_current(a->w, NULL);
-        rc = sock_publish(arg, 0, a->body ? a->body : "", a->body_len);
+        rc = sock_publish(arg, type, a->body ? a->body : "", a->body_len);
         admin_text(a, rc == 0 ? 202 : 503, rc == 0 ? "published\n"
                                                    : "publish failed\n");
     } else if (strcmp(path, "/send") == 0 && post) {
@@ -523,7 +554,11 @@ admin_handle(struct admin_conn *a)
             admin_text(a, 400, "need ?id=CONNECTION_ID (decimal or 0x hex)\n");
             return true;
         }
-        admin_one(a, ADMIN_CMD_SEND, id, 0);
+        if (query_type(query, &type) != 0) {
+            admin_text(a, 400, "type must be a number 0-4294967295\n");
+            return true;
+        }
+        admin_one(a, ADMIN_CMD_SEND, id, type);
         return false;
     } else if (strcmp(path, "/close") == 0 && post) {
         sock_id id;
@@ -770,10 +805,11 @@ local_conn(struct worker *w, sock_id id)
     return c != NULL && conn_is_open(c) ? c : NULL;
 }
 
-/* Runs cmd on this worker; the HTTP status, with the text added to a. */
+/* Runs cmd on this worker; the HTTP status, with the text added to a.
+   n is the close code of a close, the info type of a send. */
 static int
 local_cmd(struct worker *w, struct admin_conn *a, enum admin_cmd cmd,
-          sock_id id, uint16_t code, const void *data, size_t len)
+          sock_id id, uint32_t n, const void *data, size_t len)
 {
     struct conn *c;
     static const char unknown[] = "unknown connection id\n";
@@ -791,13 +827,13 @@ local_cmd(struct worker *w, struct admin_conn *a, enum admin_cmd cmd,
     }
     if (cmd == ADMIN_CMD_CLOSE) {
         log_info("event=admin_close id=%llx code=%u",
-                 (unsigned long long)id, code);
-        conn_shutdown(c, code);
+                 (unsigned long long)id, n);
+        conn_shutdown(c, (uint16_t)n);
         out_add(a, "closed\n", 7);
         return 200;
     }
     messaging_set_current(w, NULL);
-    if (sock_send_info(id, 0, data ? data : "", len) != 0) {
+    if (sock_send_info(id, n, data ? data : "", len) != 0) {
         out_add(a, "send failed\n", 12);
         return 503;
     }
@@ -889,7 +925,7 @@ admin_conns(struct admin_conn *a)
  */
 static void
 admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
-          uint16_t code)
+          uint32_t n)
 {
     struct worker *w = a->w;
     char arg[64];
@@ -898,7 +934,7 @@ admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
     if (SOCK_ID_NODE(id) == w->node &&
         SOCK_ID_GENERATION(id) == w->generation &&
         SOCK_ID_SLOT(id) == w->slot) {
-        a->status = local_cmd(w, a, cmd, id, code, a->body, a->body_len);
+        a->status = local_cmd(w, a, cmd, id, n, a->body, a->body_len);
         admin_finish(a);
         return;
     }
@@ -911,14 +947,14 @@ admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
             return;
         }
         messaging_set_current(w, NULL);
-        rc = sock_send_info(id, 0, a->body ? a->body : "", a->body_len);
+        rc = sock_send_info(id, n, a->body ? a->body : "", a->body_len);
         admin_text(a, rc == 0 ? 202 : 503, rc == 0
                    ? "sent to another node (delivery not confirmed)\n"
                    : "send failed\n");
         admin_close(a);
         return;
     }
-    snprintf(arg, sizeof(arg), "%llu %u", (unsigned long long)id, code);
+    snprintf(arg, sizeof(arg), "%llu %u", (unsigned long long)id, n);
     a->status = 404;
     a->waiting = ask_peers(a, false, peer_key(SOCK_ID_GENERATION(id),
                                               SOCK_ID_SLOT(id)), cmd, arg);
@@ -950,7 +986,7 @@ admin_bus_request(struct worker *w, const struct bus_msg *m)
         return;
     }
     r.app_type = (uint32_t)local_cmd(w, &a, (enum admin_cmd)m->app_type,
-                                     (sock_id)id, (uint16_t)code, m->data,
+                                     (sock_id)id, code, m->data,
                                      m->len);
     if (a.out_failed) {
         r.app_type = 500;

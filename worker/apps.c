@@ -13,6 +13,8 @@
 extern const sock_app sock_example_echo;
 extern const sock_app sock_example_ticker;
 extern const sock_app sock_example_chat;
+extern const sock_app sock_example_threadwork;
+extern const sock_app sock_example_authredis;
 
 static const struct {
     const char *name;
@@ -21,6 +23,8 @@ static const struct {
     { "echo", &sock_example_echo },
     { "ticker", &sock_example_ticker },
     { "chat", &sock_example_chat },
+    { "threadwork", &sock_example_threadwork },
+    { "authredis", &sock_example_authredis },
 };
 
 /* The built-in of that name, or NULL (err says which exist). */
@@ -31,15 +35,18 @@ builtin_find(const char *name, char *err, size_t errlen)
         if (strcmp(builtins[i].name, name) == 0)
             return builtins[i].app;
     snprintf(err, errlen, "unknown app \"%s\" (built-ins: echo, ticker, "
-             "chat; a module is given by a path containing '/')", name);
+             "chat, threadwork, authredis; a module is given by a path "
+             "containing '/')", name);
     return NULL;
 }
 
 static int
 check_app(const char *spec, const sock_app *app, char *err, size_t errlen)
 {
-    if (app->abi != SOCK_ABI_VERSION) {
-        snprintf(err, errlen, "app %s: ABI version %u, sockd speaks %u",
+    /* Members are only appended: an older module is read up to its own
+       version's end (sock_app_has_v2). */
+    if (app->abi < 1 || app->abi > SOCK_ABI_VERSION) {
+        snprintf(err, errlen, "app %s: ABI version %u, sockd speaks 1 to %u",
                  spec, app->abi, SOCK_ABI_VERSION);
         return -1;
     }

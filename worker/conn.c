@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "messaging.h"
+#include "pending.h"
 #include "static.h"
 #include "tls.h"
 #include "utf8.h"
@@ -265,6 +266,8 @@ conn_teardown(struct conn *c)
     c->fd = -1;
     if (c->id != 0)
         idmap_del(&w->ids, SOCK_ID_SERIAL(c->id));
+    if (c->x != NULL)
+        pending_release(c->x->pending); /* the app's decision: -EPIPE */
     messaging_conn_cleanup(c);
     sendq_clear(&c->sq);
     if (was_open) {
@@ -1542,8 +1545,21 @@ conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
         ws_request_destroy(&r);
         return;
     }
+    if (c->route->setup_failed) {
+        c->route = NULL;
+        conn_http_error(c, 503, "the application failed to start");
+        ws_request_destroy(&r);
+        return;
+    }
+    r.opts = &c->route->opts;
     sock_upgrade_init(&u, &r);
     status = sock_upgrade_run(c->route->app, &r, &u);
+    if (status == SOCK_UPGRADE_LATER && pending_hold(c, &r, &u) == 0)
+        return; /* r and u wait in pending.c for the app's decision */
+    if (status == SOCK_UPGRADE_LATER)
+        status = 503;
+    pending_release(u.pending); /* deferred, then answered: -EPIPE */
+    u.pending = NULL;
     if (status != 0) {
         conn_http_error(c, status, u.refuse_body);
         c->route = NULL;
@@ -1570,6 +1586,23 @@ conn_head_hopeless(struct conn *c, const uint8_t *p, size_t n)
     conn_http_error(c, status, status == 400 ? "not an HTTP/1.1 request"
                                              : NULL);
     return true;
+}
+
+void
+conn_upgrade_decided(struct conn *c, const struct sock_request *r,
+                     struct sock_upgrade *u, int status, const char *body)
+{
+    if (status != 0) {
+        conn_http_error(c, status, body != NULL ? body : u->refuse_body);
+        c->route = NULL;
+        sock_upgrade_destroy(u, false);
+    } else {
+        conn_open(c, r, u);
+        /* What the client sent meanwhile is read as frames now. */
+        if (STASHED(c) && c->state == CONN_OPEN)
+            conn_want_pending(c);
+    }
+    conn_settle(c);
 }
 
 /* Request bytes: returns how many of p belong to the head. */
@@ -1621,14 +1654,33 @@ conn_handshake(struct conn *c, const uint8_t *p, size_t n)
 
 /* ---- Reading ----------------------------------------------------------- */
 
+/*
+ * While the app decides the upgrade, input is kept unprocessed (0 used:
+ * conn_keep stashes it), up to max_request_head: a client may not send
+ * frames before the 101 (RFC 6455 §4.1), so more is refused.
+ */
+static size_t
+conn_hold_input(struct conn *c, size_t n)
+{
+    if (n == 0 || c->x->stash_len + n <= c->w->cfg->server.max_request_head)
+        return 0;
+    pending_release(c->x->pending);
+    conn_http_error(c, 400, "data sent before the upgrade response");
+    return n;
+}
+
 /* Feeds input to whichever stage the connection is in; returns bytes used. */
 static size_t
 conn_process(struct conn *c, uint8_t *p, size_t n)
 {
     size_t off = 0;
 
+    if (c->x != NULL && c->x->pending != NULL)
+        return conn_hold_input(c, n);
     if (c->state == CONN_HANDSHAKE)
         off = conn_handshake(c, p, n);
+    if (c->x != NULL && c->x->pending != NULL)
+        return off + conn_hold_input(c, n - off);
     if (c->state == CONN_FINISH || c->state == CONN_HANDSHAKE)
         return n; /* after FIN or a refusal, input is drained unread */
     if (off < n)
@@ -1884,7 +1936,14 @@ conn_on_timeout(struct tnode *n, void *ctx)
                    SOCK_ERR_NONE);
         break;
     case CONN_HANDSHAKE:
-        log_debug("event=handshake_timeout peer=%s", PEER(c));
+        log_debug("event=handshake_timeout peer=%s pending=%d", PEER(c),
+                  c->x != NULL && c->x->pending != NULL);
+        if (c->x != NULL && c->x->pending != NULL) {
+            /* The app did not decide in time: its decision gets -EPIPE. */
+            pending_release(c->x->pending);
+            conn_http_error(c, 503, "upgrade decision timed out");
+            break;
+        }
         c->want_teardown = true;
         break;
     case CONN_CLOSING:
@@ -2091,6 +2150,15 @@ op_send_after(sock_conn *sc, uint32_t ms, uint32_t type, const void *data,
     return messaging_send_after(c, ms, type, data, len);
 }
 
+static const struct sock_options *
+op_options(const sock_conn *sc)
+{
+    static const struct sock_options none = { .route = "" };
+    const struct conn *c = conn_of((sock_conn *)sc);
+
+    return c->route != NULL ? &c->route->opts : &none;
+}
+
 static const struct sock_conn_ops conn_ops = {
     .push = op_push,
     .stop = op_stop,
@@ -2104,6 +2172,7 @@ static const struct sock_conn_ops conn_ops = {
     .route = op_route,
     .subscribe = op_subscribe,
     .send_after = op_send_after,
+    .options = op_options,
 };
 
 void

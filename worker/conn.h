@@ -68,6 +68,7 @@ struct conn_cold {
     struct list inbox;
     struct list timers;          /* sock_send_after */
     struct list subs;            /* topic subscriptions */
+    sock_pending *pending;       /* the upgrade waits for the app (pending.c) */
 };
 
 /* The client's address, kept raw: formatted only when asked for. */
@@ -176,6 +177,15 @@ void conn_on_message_timeout(struct tnode *n, void *ctx);
 void conn_info_arrived(struct conn *c);
 /* The inbox overflowed under the close policy: 1008. */
 void conn_fail_inbox(struct conn *c);
+/*
+ * The app decided a deferred upgrade (pending.c, on the loop, outside any
+ * callback): status 0 sends the 101 and runs init, else refuses with
+ * status and body (NULL: u's refusal body, else the status text). Takes
+ * u's contents (not u itself); r stays the caller's.
+ */
+void conn_upgrade_decided(struct conn *c, const struct sock_request *r,
+                          struct sock_upgrade *u, int status,
+                          const char *body);
 /* c's cold part, allocated if need be; NULL when out of memory. */
 struct conn_cold *conn_cold(struct conn *c);
 /* "ADDR:PORT" ("[v6]:PORT") of the peer into buf, for logs. */

@@ -17,8 +17,10 @@
 #include <string.h>
 
 #include "admin.h"
+#include "appio.h"
 #include "bus.h"
 #include "conn.h"
+#include "pending.h"
 #include "log.h"
 #include "redis.h"
 #include "worker.h"
@@ -58,6 +60,9 @@ static int host_publish(void *host, const char *topic, uint32_t type,
                         const void *data, size_t len);
 static int host_broadcast(void *host, uint32_t type, const void *data,
                           size_t len);
+static int send_any(struct worker *w, sock_id to, sock_info_kind kind,
+                    uint32_t type, sock_id from, const void *data,
+                    size_t len);
 
 static int publish_local(struct worker *w, const char *topic, uint32_t type,
                          sock_id from, const void *data, size_t len);
@@ -68,6 +73,13 @@ static const struct sock_host_ops host_ops = {
     .send_info = host_send_info,
     .publish = host_publish,
     .broadcast = host_broadcast,
+    .watch_fd = appio_watch_fd,
+    .watch_set = appio_watch_set,
+    .watch_stop = appio_watch_stop,
+    .timer_start = appio_timer_start,
+    .timer_stop = appio_timer_stop,
+    .post = appio_post,
+    .defer = pending_new,
 };
 
 void
@@ -392,8 +404,8 @@ id_is_local(const struct worker *w, sock_id id)
 
 /* Delivers to one connection of this worker. */
 static int
-send_local(struct worker *w, sock_id to, uint32_t type, sock_id from,
-           const void *data, size_t len)
+send_local(struct worker *w, sock_id to, sock_info_kind kind, uint32_t type,
+           sock_id from, const void *data, size_t len)
 {
     struct conn *c;
     sock_buf *b;
@@ -409,7 +421,7 @@ send_local(struct worker *w, sock_id to, uint32_t type, sock_id from,
     b = sock_buf_new(data, len);
     if (b == NULL)
         return -ENOMEM;
-    rc = messaging_enqueue(c, SOCK_INFO_SEND, type, from, NULL, b);
+    rc = messaging_enqueue(c, kind, type, from, NULL, b);
     sock_buf_unref(b);
     return rc == -ENOBUFS || rc == -EPIPE ? 0 : rc;
 }
@@ -478,7 +490,8 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
 
     switch (m->type) {
     case BUS_SEND:
-        send_local(w, m->to, m->app_type, m->from, m->data, m->len);
+        send_local(w, m->to, SOCK_INFO_SEND, m->app_type, m->from, m->data,
+                   m->len);
         break;
     case BUS_PUBLISH:
         if (m->topic_len == 0 || m->topic_len >= sizeof(topic))
@@ -504,23 +517,39 @@ host_send_info(void *host, sock_id to, uint32_t type, const void *data,
                size_t len)
 {
     struct worker *w = host;
+
+    return send_any(w, to, SOCK_INFO_SEND, type, current_id(w), data, len);
+}
+
+/* One hop to wherever to lives: here, another worker, another machine. */
+static int
+send_any(struct worker *w, sock_id to, sock_info_kind kind, uint32_t type,
+         sock_id from, const void *data, size_t len)
+{
     int rc;
 
     w->stats->infos_sent++;
     if (id_is_local(w, to))
-        return send_local(w, to, type, current_id(w), data, len);
+        return send_local(w, to, kind, type, from, data, len);
     if (to == 0 || (SOCK_ID_NODE(to) != w->node && w->redis == NULL)) {
         w->stats->infos_stale++;
         return 0;
     }
     if (SOCK_ID_NODE(to) != w->node) {
-        rc = redis_out(w, BUS_SEND, to, type, current_id(w), NULL, data, len);
+        rc = redis_out(w, BUS_SEND, to, type, from, NULL, data, len);
         return rc == -ENOMEM || rc == -EMSGSIZE ? rc : 0;
     }
-    rc = bus_out(w, BUS_SEND, to, type, current_id(w), NULL, data, len);
+    rc = bus_out(w, BUS_SEND, to, type, from, NULL, data, len);
     if (rc == -ENOENT)
         w->stats->infos_stale++; /* no such worker (any more) */
     return rc == 0 || rc == -ENOENT || rc == -ENOBUFS ? 0 : rc;
+}
+
+void
+messaging_post_deliver(struct worker *w, sock_id to, uint32_t type,
+                       const void *data, size_t len)
+{
+    send_any(w, to, SOCK_INFO_POST, type, 0, data, len);
 }
 
 static int

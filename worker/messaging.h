@@ -55,6 +55,11 @@ struct bus_msg;
    (ctx: the worker). */
 void messaging_bus_deliver(void *ctx, const struct bus_msg *m);
 
+/* A sock_post, on the loop: to c on this worker as SOCK_INFO_POST, or
+   over the bus or Redis like sock_send_info from 0; stale ids counted. */
+void messaging_post_deliver(struct worker *w, sock_id to, uint32_t type,
+                            const void *data, size_t len);
+
 /* The connection whose callback is running, for the "from" of infos. */
 void messaging_set_current(struct worker *w, struct conn *c);
 

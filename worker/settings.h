@@ -47,6 +47,8 @@ struct route {
     char *static_dir; /* plain GETs of PATH and PATH/FILE serve files here */
     int line;        /* where [route ...] stood, for messages */
     int app_line;    /* where app = stood */
+    char **app_options; /* option.NAME = VALUE: NAME, VALUE, ...; NULL-
+                           terminated, NULL when none */
     struct route_opts opts;
 };
 

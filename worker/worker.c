@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "appio.h"
 #include "apps.h"
 #include "bus.h"
 #include "conn.h"
@@ -42,6 +43,7 @@ static void worker_on_accept_retry(struct ev_loop *loop, ev_timer *t,
                                    int revents);
 static void worker_on_stop_timer(struct ev_loop *loop, ev_timer *t,
                                  int revents);
+static void worker_teardown_apps(struct worker *w);
 
 static void
 worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
@@ -226,6 +228,8 @@ worker_load_apps(struct worker *w, char *err, size_t errlen)
         char why[512];
 
         r->cfg = &cfg->routes[i];
+        r->opts.route = r->cfg->path;
+        r->opts.kv = r->cfg->app_options;
         if (apps_load(r->cfg->app, &r->app, &r->dl, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "%s:%d: %s", cfg->path ? cfg->path : "",
                      r->cfg->app_line, why);
@@ -318,6 +322,10 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     }
     w->max_conns = worker_max_conns(cfg, slot);
     messaging_init(w);
+    if (appio_init(w) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     ev_prepare_init(&w->prepare, worker_on_prepare);
     ev_prepare_start(loop, &w->prepare);
     ev_idle_init(&w->idle, worker_on_idle);
@@ -405,6 +413,11 @@ worker_free(struct worker *w)
     bus_free(w->bus);
     w->bus = NULL;
     ev_timer_stop(w->loop, &w->drain_timer);
+    worker_teardown_apps(w);
+    /* No sock_post from a straggling app thread may reach the queue that
+       goes next: the host is withdrawn under sock_post's own lock. */
+    sock_host_set(NULL, NULL);
+    appio_destroy(w);
     for (size_t i = 0; i < w->n_routes; i++)
         apps_unload(w->routes[i].dl);
     ev_prepare_stop(w->loop, &w->prepare);
@@ -743,6 +756,49 @@ worker_start_redis(struct worker *w)
         log_err("event=redis_failed error=\"%s\"", err);
 }
 
+/*
+ * Each route's app setup, once per worker (a module on two routes is set
+ * up twice, with each route's options). A failure stays local to its
+ * route: the others serve on, and a reload retries.
+ */
+static void
+worker_setup_apps(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_routes; i++) {
+        struct route_rt *r = &w->routes[i];
+        int rc;
+
+        if (!sock_app_has_v2(r->app) || r->app->setup == NULL) {
+            r->setup_done = true;
+            continue;
+        }
+        rc = r->app->setup(&r->opts);
+        if (rc == 0) {
+            r->setup_done = true;
+            continue;
+        }
+        r->setup_failed = true;
+        log_err("event=app_setup_failed route=%s app=%s error=\"%s\" "
+                "action=refuse_503", r->cfg->path, r->app->name,
+                strerror(rc < 0 ? -rc : EINVAL));
+    }
+}
+
+/* The teardown of every app whose setup succeeded, once. */
+static void
+worker_teardown_apps(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_routes; i++) {
+        struct route_rt *r = &w->routes[i];
+
+        if (!r->setup_done)
+            continue;
+        r->setup_done = false;
+        if (sock_app_has_v2(r->app) && r->app->teardown != NULL)
+            r->app->teardown(&r->opts);
+    }
+}
+
 void
 worker_start(struct worker *w)
 {
@@ -754,6 +810,7 @@ worker_start(struct worker *w)
         sigs[i]->data = w;
         ev_signal_start(w->loop, sigs[i]);
     }
+    worker_setup_apps(w);
     worker_start_redis(w);
     worker_accepting(w, true);
 }

@@ -15,11 +15,12 @@
 #include "idmap.h"
 #include "redis.h"
 #include "settings.h"
-#include "sock.h"
+#include "sock_impl.h"
 #include "tlist.h"
 
 struct topics;
 struct bus;
+struct appio;
 struct tls_ctx;
 struct tls_ticket_keys;
 
@@ -30,6 +31,9 @@ struct route_rt {
     const struct route *cfg;
     const sock_app *app;
     void *dl; /* dlopen handle, NULL for a built-in */
+    struct sock_options opts; /* the route's option.NAME keys, for the app */
+    bool setup_done;          /* setup returned 0: teardown is due */
+    bool setup_failed;        /* setup failed: upgrades get 503 */
 };
 
 struct wlistener {
@@ -93,6 +97,7 @@ struct worker {
     struct topics *topics;
     struct bus *bus;          /* to the other workers; NULL with workers = 0 */
     struct redis *redis;      /* to other machines; NULL without [redis] */
+    struct appio *appio;      /* apps' watches, timers, sock_post queue */
     struct list conns;        /* every live connection */
     struct list flush;        /* connections with output to write */
     struct list pending;      /* connections with infos or stashed input */
@@ -172,7 +177,8 @@ void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
                         size_t mine);
 /* Starts accepting and handling signals (TERM/QUIT graceful, INT fast),
    and with [redis] the bridge between machines, whose counters go to
-   w->stats as it is then. */
+   w->stats as it is then. First runs each route's app setup (a failure
+   is logged and makes that route answer 503). */
 void worker_start(struct worker *w);
 /* Stops accepting on every listener (for good, or until resumed). */
 void worker_stop_accepting(struct worker *w);

@@ -253,6 +253,7 @@ request_reset(struct sock_request *r)
     r->headers = NULL;
     r->n_headers = 0;
     r->upgrade = false;
+    r->opts = NULL;
 }
 
 static void

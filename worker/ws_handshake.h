@@ -35,6 +35,7 @@ struct sock_request {
     /* Filled by the caller (conn.c), not by the parser. */
     const char *peer;
     bool tls;
+    const sock_options *opts; /* the route's option.NAME keys, or NULL */
 };
 
 /*

@@ -5,6 +5,10 @@
  * as {"from":NICK,"text":TEXT}; joins and leaves are announced as
  * {"event":"join","nick":NICK} and {"event":"leave","nick":NICK}. The JSON
  * is built once by the sender and shared by every delivery.
+ * Messages from outside (admin POST /publish?topic=chat:ROOM or
+ * `sockctl publish chat:ROOM MESSAGE`: type 0, from id 0) reach the room
+ * too: a JSON object as it is, any other text as
+ * {"from":"admin","text":TEXT}; invalid UTF-8 is dropped.
  * Built in as `app = chat`, and as a module (chat.so).
  */
 #include <stdio.h>
@@ -146,12 +150,40 @@ chat_handle_in(sock_conn *c, const sock_msg *m, void **state)
     return SOCK_CONTINUE;
 }
 
+/* An operator's message (type 0 from id 0): shown as chat text. */
+static void
+push_outside(sock_conn *c, const sock_info *i)
+{
+    static const char head[] = "{\"from\":\"admin\",\"text\":\"";
+    size_t cap = sizeof(head) + i->len * 6 + 2, n = sizeof(head) - 1;
+    char *json;
+
+    if (!sock_utf8_valid(i->data, i->len))
+        return; /* a text frame must be UTF-8 (RFC 6455 §5.6) */
+    if (i->len > 0 && ((const char *)i->data)[0] == '{') {
+        sock_push(c, SOCK_TEXT, i->data, i->len); /* already JSON */
+        return;
+    }
+    json = malloc(cap);
+    if (json == NULL)
+        return;
+    memcpy(json, head, n);
+    n += json_escape(json + n, cap - n, i->data, i->len);
+    memcpy(json + n, "\"}", 2);
+    sock_push(c, SOCK_TEXT, json, n + 2);
+    free(json);
+}
+
 static sock_ret
 chat_handle_info(sock_conn *c, const sock_info *i, void **state)
 {
     (void)state;
-    if (i->kind == SOCK_INFO_PUBLISH && i->type == CHAT_MSG)
+    if (i->kind != SOCK_INFO_PUBLISH)
+        return SOCK_CONTINUE;
+    if (i->type == CHAT_MSG)
         sock_push(c, SOCK_TEXT, i->data, i->len);
+    else if (i->type == 0 && i->from == 0)
+        push_outside(c, i);
     return SOCK_CONTINUE;
 }
 

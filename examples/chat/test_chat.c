@@ -94,6 +94,27 @@ START_TEST(test_binary_refused)
 }
 END_TEST
 
+START_TEST(test_outside_messages)
+{
+    sock_test *a = join("r3", "ann");
+
+    sock_test_run();
+    expect(a, "{\"event\":\"join\",\"nick\":\"ann\"}");
+    /* What `sockctl publish chat:r3 MESSAGE` delivers: type 0, from 0. */
+    sock_test_info(a, SOCK_INFO_PUBLISH, 0, 0,
+                   "{\"from\":\"shell\",\"text\":\"hi\"}", 28);
+    expect(a, "{\"from\":\"shell\",\"text\":\"hi\"}");
+    sock_test_info(a, SOCK_INFO_PUBLISH, 0, 0, "plain \"x\"", 9);
+    expect(a, "{\"from\":\"admin\",\"text\":\"plain \\\"x\\\"\"}");
+    /* Not shown: invalid UTF-8, type 0 from a connection, other types. */
+    sock_test_info(a, SOCK_INFO_PUBLISH, 0, 0, "\xff", 1);
+    sock_test_info(a, SOCK_INFO_PUBLISH, 0, 12345, "x", 1);
+    sock_test_info(a, SOCK_INFO_PUBLISH, 5, 0, "x", 1);
+    ck_assert_uint_eq(sock_test_pushed(a), 0);
+    sock_test_free(a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -105,6 +126,7 @@ main(void)
     tcase_add_test(tc, test_upgrade_checks);
     tcase_add_test(tc, test_room_messages);
     tcase_add_test(tc, test_binary_refused);
+    tcase_add_test(tc, test_outside_messages);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
