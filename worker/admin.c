@@ -400,6 +400,65 @@ close_metrics(const struct worker_stats *sum, char *buf, size_t size,
     return MIN(off, size);
 }
 
+/* v as a Prometheus label value: backslash, quote and newline escaped. */
+static void
+label_escape(char *out, size_t size, const char *v)
+{
+    size_t o = 0;
+
+    for (; *v != '\0' && o + 3 < size; v++) {
+        if (*v == '\\' || *v == '"' || *v == '\n')
+            out[o++] = '\\';
+        out[o++] = *v == '\n' ? 'n' : *v;
+    }
+    out[o] = '\0';
+}
+
+/* Per-route connections and messages, labelled by the route's path. */
+static size_t
+route_metrics(const struct worker_stats *sum, char *buf, size_t size,
+              size_t off)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } ms[] = {
+#define RS(f) offsetof(struct worker_route_stats, f)
+        { "sock_route_connections_open", "gauge",
+          "Open WebSocket connections, by route.", RS(open) },
+        { "sock_route_connections_opened_total", "counter",
+          "WebSocket connections opened, by route.", RS(opened) },
+        { "sock_route_connections_closed_total", "counter",
+          "WebSocket connections closed, by route.", RS(closed) },
+        { "sock_route_messages_in_total", "counter",
+          "Messages received from clients, by route.", RS(msgs_in) },
+        { "sock_route_messages_out_total", "counter",
+          "Messages queued to clients, by route.", RS(msgs_out) },
+#undef RS
+    };
+    char label[2 * WORKER_ROUTE_PATH + 1];
+    int n;
+
+    for (size_t k = 0; k < ARRAY_SIZE(ms) && off < size; k++) {
+        n = snprintf(buf + off, size - off, "# HELP %s %s\n# TYPE %s %s\n",
+                     ms[k].name, ms[k].help, ms[k].name, ms[k].type);
+        off = n < 0 ? off : off + (size_t)n;
+        for (size_t i = 0; i < WORKER_ROUTE_STATS && off < size; i++) {
+            const struct worker_route_stats *r = &sum->route[i];
+            uint64_t v;
+
+            if (r->path[0] == '\0')
+                continue;
+            memcpy(&v, (const char *)r + ms[k].off, sizeof(v));
+            label_escape(label, sizeof(label), r->path);
+            n = snprintf(buf + off, size - off, "%s{route=\"%s\"} %llu\n",
+                         ms[k].name, label, (unsigned long long)v);
+            off = n < 0 ? off : off + (size_t)n;
+        }
+    }
+    return MIN(off, size);
+}
+
 /* sock_build_info and sock_generation: labels and gauges, no sums. */
 static size_t
 build_metrics(struct worker *w, char *buf, size_t size, size_t off)
@@ -429,7 +488,7 @@ admin_metrics(struct admin_conn *a)
     struct worker *w = a->w;
     struct worker_stats sum = { 0 };
     uint64_t workers = 0;
-    char buf[16384];
+    char buf[32768];
     size_t o = 0;
 
     for (size_t i = 0; i < w->stats_n; i++) {
@@ -440,6 +499,10 @@ admin_metrics(struct admin_conn *a)
         workers += s->pid != 0; /* not the retired counters */
         worker_stats_add(&sum, s);
         sum.open += s->open;
+        for (size_t r = 0; r < WORKER_ROUTE_STATS && s->route[r].path[0];
+             r++)
+            worker_route_stats_for(&sum, s->route[r].path)->open +=
+                s->route[r].open;
         sum.partial_bytes += s->partial_bytes;
         sum.redis.connected += s->redis.connected;
     }
@@ -456,6 +519,7 @@ admin_metrics(struct admin_conn *a)
         o = metric(buf, sizeof(buf), o, m->name, m->type, m->help, v);
     }
     o = close_metrics(&sum, buf, sizeof(buf), o);
+    o = route_metrics(&sum, buf, sizeof(buf), o);
     o = process_metrics(w, buf, sizeof(buf), o);
     admin_reply(a, 200, "text/plain; version=0.0.4", buf,
                 MIN(o, sizeof(buf)));

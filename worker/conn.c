@@ -204,6 +204,13 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     return c;
 }
 
+/* The /metrics entry of c's route (an open connection always has one). */
+static struct worker_route_stats *
+conn_route_stats(const struct conn *c)
+{
+    return &c->w->stats->route[c->route->stat];
+}
+
 /* ---- Calling the app ---------------------------------------------------- */
 
 /* Around every app callback: no nesting (c->in_cb), and c is the "from"
@@ -277,6 +284,8 @@ conn_teardown(struct conn *c)
         w->stats->closed_error[c->close_err < WORKER_CLOSE_ERRORS ?
                                c->close_err : 0]++;
         w->stats->open--;
+        conn_route_stats(c)->closed++;
+        conn_route_stats(c)->open--;
         log_debug("event=close conn=%llx peer=%s kind=%d error=%d sent=%u "
                   "peer_code=%u", (unsigned long long)c->id, PEER(c),
                   (int)c->close_kind, (int)c->close_err, c->code_sent,
@@ -482,6 +491,7 @@ conn_queue_frame_ex(struct conn *c, uint8_t op, const void *data, size_t len,
     if (rc != 0)
         return rc;
     c->w->stats->msgs_out++;
+    conn_route_stats(c)->msgs_out++;
     conn_want_flush(c);
     return 0;
 }
@@ -799,6 +809,7 @@ conn_deliver(struct conn *c, uint8_t op, const void *data, size_t len)
     sock_ret ret;
 
     c->w->stats->msgs_in++;
+    conn_route_stats(c)->msgs_in++;
     cb_enter(c);
     ret = c->route->app->handle_in(&c->base, &m, &c->app_state);
     cb_leave(c);
@@ -1457,6 +1468,8 @@ conn_open(struct conn *c, const struct sock_request *r,
     c->w->stats->opened++;
     c->opened_at = ev_now(c->w->loop);
     c->w->stats->open++;
+    conn_route_stats(c)->opened++;
+    conn_route_stats(c)->open++;
     tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
     cb_enter(c);
     ret = c->route->app->init ? c->route->app->init(&c->base, u->arg,

@@ -228,6 +228,8 @@ worker_load_apps(struct worker *w, char *err, size_t errlen)
         char why[512];
 
         r->cfg = &cfg->routes[i];
+        r->stat = (uint8_t)(worker_route_stats_for(w->stats, r->cfg->path) -
+                            w->stats->route);
         r->opts.route = r->cfg->path;
         r->opts.kv = r->cfg->app_options;
         if (apps_load(r->cfg->app, &r->app, &r->dl, why, sizeof(why)) != 0) {
@@ -375,6 +377,32 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
         sum->closed_kind[i] += s->closed_kind[i];
     for (size_t i = 0; i < WORKER_CLOSE_ERRORS; i++)
         sum->closed_error[i] += s->closed_error[i];
+    for (size_t i = 0; i < WORKER_ROUTE_STATS && s->route[i].path[0]; i++) {
+        const struct worker_route_stats *r = &s->route[i];
+        struct worker_route_stats *t = worker_route_stats_for(sum, r->path);
+
+        t->opened += r->opened;
+        t->closed += r->closed;
+        t->msgs_in += r->msgs_in;
+        t->msgs_out += r->msgs_out;
+    }
+}
+
+struct worker_route_stats *
+worker_route_stats_for(struct worker_stats *sum, const char *path)
+{
+    struct worker_route_stats *last = &sum->route[WORKER_ROUTE_STATS - 1];
+
+    for (size_t i = 0; i < WORKER_ROUTE_STATS - 1; i++) {
+        struct worker_route_stats *r = &sum->route[i];
+
+        if (r->path[0] == '\0')
+            snprintf(r->path, sizeof(r->path), "%s", path);
+        if (strncmp(r->path, path, sizeof(r->path) - 1) == 0)
+            return r; /* (a path cut to fit matches its whole self) */
+    }
+    snprintf(last->path, sizeof(last->path), "other");
+    return last;
 }
 
 void

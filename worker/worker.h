@@ -34,6 +34,7 @@ struct route_rt {
     struct sock_options opts; /* the route's option.NAME keys, for the app */
     bool setup_done;          /* setup returned 0: teardown is due */
     bool setup_failed;        /* setup failed: upgrades get 503 */
+    uint8_t stat;             /* its entry in worker_stats.route */
 };
 
 struct wlistener {
@@ -50,6 +51,16 @@ struct wlistener {
    of any worker can sum them; each worker writes only its own. */
 #define WORKER_CLOSE_KINDS 6     /* 0 and SOCK_CLOSE_NORMAL..ERROR */
 #define WORKER_CLOSE_ERRORS 10   /* SOCK_ERR_NONE..SOCK_ERR_INBOX */
+#define WORKER_ROUTE_STATS 16    /* routes with their own /metrics labels */
+#define WORKER_ROUTE_PATH 128    /* a longer path's label is cut */
+
+/* One route's counters, labelled by its path in /metrics. Routes past
+   the 15th share the last entry, labelled "other". */
+struct worker_route_stats {
+    char path[WORKER_ROUTE_PATH]; /* "": entry unused */
+    uint64_t opened, closed, msgs_in, msgs_out;
+    uint64_t open;                /* gauge */
+};
 
 struct worker_stats {
     uint64_t accepted, opened, closed, refused_full;
@@ -74,6 +85,7 @@ struct worker_stats {
        sock_close_error, for /metrics' labels. */
     uint64_t closed_kind[WORKER_CLOSE_KINDS];
     uint64_t closed_error[WORKER_CLOSE_ERRORS];
+    struct worker_route_stats route[WORKER_ROUTE_STATS];
 };
 
 struct worker {
@@ -170,8 +182,13 @@ int worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
  */
 int worker_load_apps(struct worker *w, char *err, size_t errlen);
 void worker_free(struct worker *w);
-/* Adds the counters of s to sum (gauges excluded). */
+/* Adds the counters of s to sum (gauges excluded); routes are matched by
+   path, and one sum has no room for, goes to its last entry as "other". */
 void worker_stats_add(struct worker_stats *sum, const struct worker_stats *s);
+/* The entry of sum for path: the one with that path, else a free one
+   (given the path), else the last, labelled "other". */
+struct worker_route_stats *worker_route_stats_for(struct worker_stats *sum,
+                                                  const char *path);
 /* Moves w's counters to all[mine] of a shared page of n slots. */
 void worker_share_stats(struct worker *w, struct worker_stats *all, size_t n,
                         size_t mine);

@@ -255,6 +255,55 @@ class AdminTools(MasterTestCase):
         self.assertIn('sock_connections_closed_by_error_total{error='
                       '"protocol"} 0\n', text)
 
+    def test_route_metrics(self):
+        """Connections and messages labelled by route, summed over both
+        workers, kept across a reload (the retired workers' counters)."""
+        self.srv = s = self.start_with_admin()
+
+        def route(text, name, path):
+            return metric(text, '%s{route="%s"}' % (name, path))
+
+        probes = [self.probe(s) for _ in range(4)]
+        for i, p in enumerate(probes):
+            self.assertEqual(p.echo("m%d" % i), "m%d" % i)
+
+        def opened():
+            st, t = http_get(self.admin, "/metrics")
+            return t if 'sock_route_connections_open{route="/probe"} 4\n' \
+                in t else None
+        text = wait_until(opened, 10, what="4 open on /probe in /metrics")
+        self.assertEqual(route(text, "sock_route_connections_opened_total",
+                               "/probe"), 4)
+        # Each probe: "id" and one echo, each answered.
+        self.assertEqual(route(text, "sock_route_messages_in_total",
+                               "/probe"), 8)
+        self.assertEqual(route(text, "sock_route_messages_out_total",
+                               "/probe"), 8)
+        self.assertEqual(route(text, "sock_route_connections_open",
+                               "/echo"), 0)
+        self.assertEqual(route(text, "sock_route_connections_closed_total",
+                               "/probe"), 0)
+        for p in probes[:3]:
+            p.ws.send_close(1000)
+            p.ws.expect_close(1000)
+
+        # A reload retires the workers; their counters stay in the sums,
+        # the old generation's last connection still counts as open.
+        self.assertEqual(s.ctl("reload").rc, 0)
+
+        def closed():
+            st, t = http_get(self.admin, "/metrics")
+            return t if 'sock_route_connections_closed_total{route=' \
+                '"/probe"} 3\n' in t and "sock_generation 2\n" in t \
+                else None
+        text = wait_until(closed, 10, what="3 closes after the reload")
+        self.assertEqual(route(text, "sock_route_connections_opened_total",
+                               "/probe"), 4)
+        self.assertEqual(route(text, "sock_route_connections_open",
+                               "/probe"), 1)
+        self.assertEqual(route(text, "sock_route_messages_in_total",
+                               "/probe"), 8)
+
     def test_metrics(self):
         self.srv = s = self.start_with_admin()
         started = time.time()
