@@ -1,0 +1,23 @@
+/*
+ * spawn.h: forking a worker and setting the child up (DESIGN §4.4).
+ */
+#ifndef SOCK_SPAWN_H
+#define SOCK_SPAWN_H
+
+#include <stddef.h>
+
+struct generation;
+struct master;
+struct wproc;
+
+/*
+ * Forks the worker of w's slot with a fresh channel; in the parent w
+ * gets the pid and the channel (watched by wchan_on_read) and starts
+ * over as W_STARTING. 0 or a negative errno (nothing forked).
+ */
+int spawn_worker(struct master *m, struct wproc *w);
+/* The bus socket path of slot in g (in the runtime dir). */
+void spawn_bus_path(const struct generation *g, int slot, char *buf,
+                    size_t size);
+
+#endif
