@@ -3,7 +3,7 @@
  * ngx_master_process_cycle): generations of workers, reloads with zero
  * downtime, reaping and respawning, stopping, signals and systemd's
  * notify protocol. The parts: listen.c holds the listening sockets,
- * spawn.c forks a worker, wchan.c talks to the workers (and heartbeats),
+ * process.c forks a worker, wchan.c talks to the workers (and heartbeats),
  * ctl_server.c answers the control socket. The master never runs
  * application code and never carries message traffic.
  */
@@ -29,7 +29,7 @@
 #include "log.h"
 #include "master_impl.h"
 #include "notify.h"
-#include "spawn.h"
+#include "process.h"
 #include "tls.h"
 #include "wchan.h"
 #include "worker.h"
@@ -344,7 +344,7 @@ gen_spawn_all(struct master *m, struct generation *g, char *err,
               size_t errlen)
 {
     for (int i = 0; i < g->n; i++) {
-        int rc = spawn_worker(m, &g->w[i]);
+        int rc = process_spawn_worker(m, &g->w[i]);
 
         if (rc != 0) {
             snprintf(err, errlen, "fork: %s", strerror(-rc));
@@ -479,7 +479,7 @@ wproc_on_respawn(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (m->stopping || w->g->draining || w->pid > 0)
         return;
-    if (spawn_worker(m, w) != 0)
+    if (process_spawn_worker(m, w) != 0)
         log_err("event=respawn_failed generation=%u slot=%d", w->g->id,
                 w->slot);
 }

@@ -2,7 +2,7 @@
  * master_impl.h: the master's process state (after nginx's ngx_cycle_t),
  * shared by the files that make up the master: master.c (generations,
  * reload, reaping, stopping, signals), listen.c (listening sockets and
- * socket activation), spawn.c (fork and the child's set-up), wchan.c (the
+ * socket activation), process.c (fork and the child's set-up), wchan.c (the
  * worker channels, bus membership, heartbeats) and ctl_server.c (the
  * control socket). Nothing outside master/ includes it.
  */

@@ -21,7 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "master_impl.h"
-#include "spawn.h"
+#include "process.h"
 #include "worker.h"
 
 #define HEARTBEAT_MIN_INTERVAL 0.1 /* seconds between pings, at least */
@@ -51,7 +51,7 @@ peer_line(const struct wproc *w, char *buf, size_t size)
 {
     char path[512];
 
-    spawn_bus_path(w->g, w->slot, path, sizeof(path));
+    process_bus_path(w->g, w->slot, path, sizeof(path));
     snprintf(buf, size, CHAN_PEER "%u %d %s", (unsigned)w->g->id << 8 | w->slot,
              (int)w->pid, path);
 }

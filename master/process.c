@@ -1,5 +1,5 @@
 /*
- * spawn.c: forking a worker (after nginx's ngx_spawn_process and
+ * process.c: forking a worker (after nginx's ngx_spawn_process and
  * ngx_worker_process_init). The child drops what it inherited from the
  * master (its loop and watchers, every fd but its listeners and its
  * channel, systemd's variables, signal dispositions), reads its TLS
@@ -8,7 +8,7 @@
  * What the master does with the child afterwards is master.c's and
  * wchan.c's.
  */
-#include "spawn.h"
+#include "process.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -86,7 +86,7 @@ child_drop_privileges(const struct config *cfg)
 }
 
 void
-spawn_bus_path(const struct generation *g, int slot, char *buf, size_t size)
+process_bus_path(const struct generation *g, int slot, char *buf, size_t size)
 {
     snprintf(buf, size, "%s/bus-%u-%d.sock", g->cfg->server.runtime_dir,
              g->id, slot);
@@ -100,7 +100,7 @@ child_open_bus(struct worker *w, const struct generation *g, int slot,
     static const struct bus_ops ops = { .deliver = messaging_bus_deliver };
     char path[512], err[256];
 
-    spawn_bus_path(g, slot, path, sizeof(path));
+    process_bus_path(g, slot, path, sizeof(path));
     w->bus = bus_new(w->loop, (uint32_t)g->id << 8 | (uint32_t)slot, path,
                      &ops, w, err, sizeof(err));
     if (w->bus != NULL)
@@ -184,7 +184,7 @@ child_run(struct master *m, struct generation *g, int slot, int chan)
 }
 
 int
-spawn_worker(struct master *m, struct wproc *w)
+process_spawn_worker(struct master *m, struct wproc *w)
 {
     int sv[2];
     sigset_t all, old;
