@@ -2,7 +2,7 @@
  * fuzz_config.c: libFuzzer harness for the configuration parser: any text
  * either parses into a config that is freed cleanly, or yields a message
  * for every problem, each line starting with the file name.
- * Built by tools/fuzz (clang).
+ * Built by CMake with -DSOCK_FUZZ=ON (clang), as tools/fuzz does.
  */
 #include <stdint.h>
 #include <stdlib.h>

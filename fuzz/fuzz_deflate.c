@@ -5,10 +5,8 @@
  * contracts, not just "no crash": negotiation answers are well formed and
  * stable when offered back, exact-size buffers are refused; inflation gives
  * the same result whole and split, respects max_out, and what it produced
- * survives a compress/inflate round trip. Built with clang only:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon -Isockapi \
- *       -Iworker fuzz/fuzz_deflate.c worker/ws_deflate.c \
- *       worker/ws_handshake.c -lhttp_parser -lcrypto -lz -o fuzz_deflate
+ * survives a compress/inflate round trip.
+ * Built by CMake with -DSOCK_FUZZ=ON (clang), as tools/fuzz does.
  */
 #include "ws_deflate.h"
 

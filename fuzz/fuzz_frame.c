@@ -3,10 +3,8 @@
  * validator it uses). Treats the input as a stream of client frames and
  * checks the codec's contracts rather than just "no crash": parse results
  * in range and stable under any split, unmasking in pieces equal to
- * unmasking whole, close payloads judged consistently. Built with clang
- * only:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon -Iworker \
- *       fuzz/fuzz_frame.c worker/ws_frame.c common/utf8.c -o fuzz_frame
+ * unmasking whole, close payloads judged consistently.
+ * Built by CMake with -DSOCK_FUZZ=ON (clang), as tools/fuzz does.
  */
 #include "ws_frame.h"
 

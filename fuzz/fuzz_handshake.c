@@ -4,7 +4,7 @@
  * and the request getters on arbitrary bytes. Checks that a head length
  * never exceeds the input, that parse and validate only answer with known
  * statuses, and that no prefix of a head the parser takes is refused.
- * Built by tools/fuzz (clang).
+ * Built by CMake with -DSOCK_FUZZ=ON (clang), as tools/fuzz does.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -7,9 +7,8 @@
  * re-encodes to the same bytes (the format is canonical) and its header
  * alone to the same first BUS_WIRE_HEADER bytes; feeding the stream in
  * two pieces at a data-chosen cut gives the same frames. The first byte
- * picks max_frame so the limit is exercised too. Built with clang only:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon -Iipc \
- *       fuzz/fuzz_ipc_wire.c ipc/bus_wire.c -o fuzz_ipc_wire
+ * picks max_frame so the limit is exercised too.
+ * Built by CMake with -DSOCK_FUZZ=ON (clang), as tools/fuzz does.
  */
 #include "bus_wire.h"
 

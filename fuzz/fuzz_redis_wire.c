@@ -11,9 +11,7 @@
  *   all-channel name (inbox names are compared whole by the bridge);
  * - redis_wire_parse_address never overflows host and gives ports in
  *   1..65535.
- * Built with clang only (tools/fuzz):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon -Iipc \
- *       fuzz/fuzz_redis_wire.c ipc/redis_wire.c ipc/bus_wire.c -o fuzz_redis_wire
+ * Built by CMake with -DSOCK_FUZZ=ON (clang), as tools/fuzz does.
  */
 #include "redis_wire.h"
 

@@ -1,7 +1,9 @@
 /*
  * config.h: the INI configuration file (DESIGN §6), parsed with libinih.
  * Every unknown section or key and every bad value is reported as
- * "FILE:LINE: message"; nothing is half-applied.
+ * "FILE:LINE: message"; nothing is half-applied. config.c reads the file,
+ * config_keys.c holds the key table (and config_dump), config_value.c
+ * the value syntax, config_check.c the checks across keys.
  */
 #ifndef SOCK_CONFIG_H
 #define SOCK_CONFIG_H
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdbool.h>
 
+#include "config_value.h" /* the value parsers, for tests and tools */
 #include "settings.h"
 
 /*
@@ -28,15 +31,5 @@ void config_dump(const struct config *c, FILE *out);
 
 /* The defaults of DESIGN §6, for a route not configured at all. */
 void config_route_opts_default(struct route_opts *o);
-
-/* Value parsers, 0 or -EINVAL. "500ms", "30s", "5m", "1h"; a bare number
-   is seconds. */
-int config_parse_duration(const char *s, uint32_t *ms);
-/* "65536", "64KiB", "8MiB", "1GiB", "64k", "8m" (powers of 1024). */
-int config_parse_size(const char *s, uint64_t *bytes);
-/* on/off, yes/no, true/false, 1/0. */
-int config_parse_switch(const char *s, bool *on);
-/* "127.0.0.1:8080", "[::1]:8080", "*:8080" or "0.0.0.0:8080"; port 0..65535. */
-int config_parse_address(const char *s, struct listener_cfg *l);
 
 #endif

@@ -145,12 +145,6 @@ sock_upgrade_set_max_message_size(sock_upgrade *u, size_t bytes)
     return 0;
 }
 
-const char *
-sock_request_option(const sock_request *r, const char *name)
-{
-    return sock_options_find(r->opts, name);
-}
-
 int
 sock_pending_subprotocol(sock_pending *p, const char *proto)
 {

@@ -1,6 +1,7 @@
 /*
- * wctl.c: see wctl.h. Commands are short ASCII words; unknown ones are
- * logged and ignored so that a newer master can talk to an older worker.
+ * wctl.c: see wctl.h. Commands are the short ASCII words of channel.h;
+ * unknown ones are logged and ignored so that a newer master can talk to
+ * an older worker.
  */
 #include "wctl.h"
 
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "channel.h"
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
@@ -37,7 +39,7 @@ wctl_report(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    snprintf(msg, sizeof(msg), "conns %zu", w->n_conns);
+    snprintf(msg, sizeof(msg), CHAN_CONNS "%zu", w->n_conns);
     wctl_send(w, msg);
 }
 
@@ -86,33 +88,35 @@ wctl_pong(struct worker *w, const char *seq)
 {
     char msg[40];
 
-    snprintf(msg, sizeof(msg), "pong %.20s", seq);
+    snprintf(msg, sizeof(msg), CHAN_PONG "%.20s", seq);
     wctl_send(w, msg);
 }
 
 static void
 wctl_command(struct worker *w, const char *cmd)
 {
-    if (strcmp(cmd, "quit") == 0) {
+    const char *arg;
+
+    if (strcmp(cmd, CHAN_QUIT) == 0) {
         worker_drain(w);
-    } else if (strcmp(cmd, "stop") == 0) {
+    } else if (strcmp(cmd, CHAN_STOP) == 0) {
         worker_shutdown(w, 0,
                         w->cfg->server.shutdown_timeout_ms);
-    } else if (strcmp(cmd, "fast") == 0) {
+    } else if (strcmp(cmd, CHAN_FAST) == 0) {
         worker_fast_stop(w);
-    } else if (strcmp(cmd, "reopen") == 0) {
+    } else if (strcmp(cmd, CHAN_REOPEN) == 0) {
         int rc = log_reopen(w->cfg->server.log_file);
 
         if (rc != 0)
             log_err("event=reopen_failed path=%s error=\"%s\"",
                     w->cfg->server.log_file, strerror(-rc));
-    } else if (strncmp(cmd, "ping ", 5) == 0) {
-        wctl_pong(w, cmd + 5);
-    } else if (strncmp(cmd, "peer ", 5) == 0) {
-        wctl_peer(w, cmd + 5);
-    } else if (strncmp(cmd, "unpeer ", 7) == 0) {
+    } else if ((arg = chan_args(cmd, CHAN_PING)) != NULL) {
+        wctl_pong(w, arg);
+    } else if ((arg = chan_args(cmd, CHAN_PEER)) != NULL) {
+        wctl_peer(w, arg);
+    } else if ((arg = chan_args(cmd, CHAN_UNPEER)) != NULL) {
         if (w->bus != NULL)
-            bus_peer_remove(w->bus, (uint32_t)strtoul(cmd + 7, NULL, 10));
+            bus_peer_remove(w->bus, (uint32_t)strtoul(arg, NULL, 10));
     } else {
         log_warn("event=unknown_command command=\"%.32s\"", cmd);
     }
@@ -149,7 +153,7 @@ wctl_attach(struct worker *w, int fd)
     ev_io_init(&w->chan_io, wctl_on_read, fd, EV_READ);
     ev_io_start(w->loop, &w->chan_io);
     ev_init(&w->report_timer, wctl_report);
-    wctl_send(w, "ready");
+    wctl_send(w, CHAN_READY);
 }
 
 void
@@ -204,7 +208,7 @@ worker_drain(struct worker *w)
         return;
     w->draining = true;
     worker_stop_accepting(w);
-    wctl_send(w, "draining"); /* the master answers the reload now */
+    wctl_send(w, CHAN_DRAINING); /* the master answers the reload now */
     /* Our copies of the listening sockets go: a reuseport socket of a slot
        the new generation no longer has must leave the kernel's group. */
     worker_close_listeners(w);

@@ -1,6 +1,6 @@
 /*
  * wctl.h: the worker's end of its control channel to the master (a
- * SOCK_SEQPACKET socketpair, one text command per packet): it takes
+ * SOCK_SEQPACKET socketpair, one word of channel.h per packet): it takes
  * quit (drain for a reload), stop (graceful, 1001), fast, reopen, peer,
  * unpeer, and "ping N", answered "pong N" from the loop (the master's
  * heartbeat); it reports ready and its connection count. If the master

@@ -2,14 +2,15 @@
  * ws_handshake.c: the HTTP/1.1 side of the WebSocket upgrade (RFC 6455 §4):
  * finding the end of a request head, parsing it with http-parser into a
  * struct sock_request, the §4.2.1 checks, the accept key, the 101 and error
- * responses, and the sock_request_* getters the app's upgrade hook uses.
- * Routing, origins, subprotocol and extension choice, logging and all I/O
- * are conn.c's: this file only reports.
+ * responses. The sock_request_* getters the app's upgrade hook uses are
+ * sockapi/sock_request.c's. Routing, origins, subprotocol and extension
+ * choice, logging and all I/O are the worker's (conn.c): this file only
+ * reports. It depends on nothing but sock.h's types, so libsock (for
+ * sock_test.h) and sockd both build it.
  */
 #include "ws_handshake.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -750,102 +751,4 @@ ws_status_text(int status)
     case 505: return "HTTP Version Not Supported";
     default: return "Error";
     }
-}
-
-/* ---- Public getters (sock.h) ------------------------------------------- */
-
-/* The getters return "" rather than NULL for a request never parsed. */
-static const char *
-or_empty(const char *s)
-{
-    return s != NULL ? s : "";
-}
-
-const char *
-sock_request_method(const sock_request *r)
-{
-    return or_empty(r->method);
-}
-
-const char *
-sock_request_path(const sock_request *r)
-{
-    return or_empty(r->path);
-}
-
-const char *
-sock_request_query(const sock_request *r)
-{
-    return or_empty(r->query);
-}
-
-const char *
-sock_request_header(const sock_request *r, const char *name)
-{
-    return ws_request_header(r, name);
-}
-
-size_t
-sock_request_header_count(const sock_request *r)
-{
-    return r->n_headers;
-}
-
-bool
-sock_request_header_at(const sock_request *r, size_t i, const char **name,
-                       const char **value)
-{
-    if (i >= r->n_headers)
-        return false;
-    if (name != NULL)
-        *name = r->headers[i].name;
-    if (value != NULL)
-        *value = r->headers[i].value;
-    return true;
-}
-
-const char *
-sock_request_peer(const sock_request *r)
-{
-    return or_empty(r->peer);
-}
-
-bool
-sock_request_tls(const sock_request *r)
-{
-    return r->tls;
-}
-
-/*
- * The first '&'-separated pair whose key is exactly key wins; "key" alone
- * has the value "". On -ENOSPC buf is left as it was.
- */
-int
-sock_request_query_param(const sock_request *r, const char *key, char *buf,
-                         size_t size)
-{
-    size_t klen = strlen(key);
-    const char *s = or_empty(r->query);
-
-    while (*s != '\0') {
-        const char *e = strchrnul(s, '&');
-        const char *eq = memchr(s, '=', (size_t)(e - s));
-        const char *kend = eq != NULL ? eq : e;
-
-        if (e > s && (size_t)(kend - s) == klen &&
-            memcmp(s, key, klen) == 0) {
-            const char *v = eq != NULL ? eq + 1 : e;
-            size_t vlen = (size_t)(e - v);
-
-            if (vlen >= size || vlen > INT_MAX)
-                return -ENOSPC;
-            memcpy(buf, v, vlen);
-            buf[vlen] = '\0';
-            return (int)vlen;
-        }
-        if (*e == '\0')
-            break;
-        s = e + 1;
-    }
-    return -1;
 }

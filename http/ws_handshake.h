@@ -2,9 +2,11 @@
  * ws_handshake.h: the HTTP/1.1 side of RFC 6455 §4: finding the end of a
  * request head under a size limit, parsing it with http-parser into a
  * struct sock_request (the object the app's upgrade hook sees through the
- * sock_request_* getters), checking §4.2.1, computing the accept key (§4.2.2,
- * OpenSSL SHA-1 + base64), and writing the 101 and error responses.
- * No sockets, no routing: conn.c decides with what it gets from here.
+ * sock_request_* getters of sockapi/request.c), checking §4.2.1, computing
+ * the accept key (§4.2.2, OpenSSL SHA-1 + base64), and writing the 101 and
+ * error responses. No sockets, no routing: the worker's conn.c (and the
+ * sock_test.h harness) decide with what they get from here. http/ depends
+ * only on common/ and sock.h's types, so sockapi/ and worker/ can use it.
  */
 #ifndef SOCK_WS_HANDSHAKE_H
 #define SOCK_WS_HANDSHAKE_H
