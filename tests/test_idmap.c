@@ -226,7 +226,8 @@ START_TEST(test_del_absent)
 }
 END_TEST
 
-/* Serials as conn.c hands them out: consecutive, retired out of order. */
+/* Serials as conn_upgrade.c hands them out: consecutive, retired out of
+   order. */
 START_TEST(test_consecutive_serials)
 {
     struct idmap m;

@@ -39,7 +39,7 @@ parse(struct sock_request *r, const char *head, size_t max_headers)
     return ws_request_parse(r, guard_copy(head, len), len, max_headers);
 }
 
-/* The status conn.c would answer with: the parse's, else validate's. */
+/* The status conn_upgrade.c would answer with: the parse's, else validate's. */
 static int
 status_of(const char *head)
 {

@@ -1,9 +1,9 @@
 /*
- * conn.c: a client connection's life: the HTTP upgrade, RFC 6455 frames
- * in and out, the close handshake (§7), timeouts and the calls into its
- * app. Parsing is left to ws_handshake.c and ws_frame.c, queueing to
- * sendq.c, infos to messaging.c; this file decides what each event costs
- * the connection (HTTP status before the upgrade, close code after).
+ * conn.c: a client connection's life: RFC 6455 frames in and out, the
+ * close handshake (§7), timeouts and the calls into its app. The HTTP
+ * upgrade is left to conn_upgrade.c, parsing to ws_handshake.c and
+ * ws_frame.c, queueing to sendq.c, infos to messaging.c; this file decides
+ * what each event costs the connection (close code after the upgrade).
  *
  * Rules that keep it safe: app callbacks never nest (c->in_cb); nothing
  * inside a callback chain tears a connection down, it only changes state;
@@ -23,16 +23,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "conn_impl.h"
+#include "conn_upgrade.h"
 #include "log.h"
 #include "messaging.h"
 #include "pending.h"
-#include "static.h"
 #include "tls.h"
 #include "utf8.h"
 #include "ws_deflate.h"
 #include "wctl.h"
 #include "worker.h"
-#include "ws_handshake.h"
 
 #define CONN_READS_PER_WAKEUP 4
 #define CONN_WRITES_PER_FLUSH 16
@@ -52,10 +52,6 @@ static size_t conn_process(struct conn *c, uint8_t *p, size_t n);
 static void conn_after_app(struct conn *c, sock_ret ret);
 static void conn_drop_input(struct conn *c);
 
-/* The peer for a log line: formatted on the caller's stack. */
-#define PEER(c) conn_peer_str((c), (char[CONN_PEER_MAX]){ 0 }, CONN_PEER_MAX)
-/* Input kept back while the app paused reading. */
-#define STASHED(c) ((c)->x != NULL && (c)->x->stash_len > 0)
 /* The reason an app stopped with, as (pointer, length). */
 #define STOP_REASON(c) ((c)->x ? (c)->x->stop_reason : NULL), \
                        ((c)->x ? (c)->x->stop_reason_len : 0)
@@ -66,7 +62,7 @@ conn_of(sock_conn *sc)
     return container_of(sc, struct conn, base);
 }
 
-static const struct route_opts *
+const struct route_opts *
 conn_opts(const struct conn *c)
 {
     return &c->route->cfg->opts;
@@ -123,7 +119,7 @@ conn_want_flush(struct conn *c)
         list_insert_tail(&c->w->flush, &c->flink);
 }
 
-static void
+void
 conn_want_pending(struct conn *c)
 {
     if (list_empty(&c->plink)) {
@@ -320,7 +316,7 @@ conn_free(struct conn *c)
 }
 
 /* End of every top-level event: tear down if due, else keep watching. */
-static void
+void
 conn_settle(struct conn *c)
 {
     if (c->state == CONN_DEAD)
@@ -520,7 +516,7 @@ conn_queue_close(struct conn *c, uint16_t code, const char *reason,
 
 /* Enters FINISH: after what is queued, FIN, then wait for the peer's EOF,
    so unread input never turns our last frames into a reset. */
-static void
+void
 conn_finish(struct conn *c)
 {
     c->state = CONN_FINISH;
@@ -680,7 +676,7 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
  * What the socket does not take, or an error, goes through the queue,
  * where conn_flush deals with it as with any other write.
  */
-static int
+int
 conn_send_now(struct conn *c, const void *p, size_t len)
 {
     struct iovec iov = { (void *)p, len };
@@ -1356,110 +1352,19 @@ conn_frames(struct conn *c, uint8_t *p, size_t n)
     return off;
 }
 
-/* ---- The upgrade ------------------------------------------------------- */
+/* ---- Opening ---------------------------------------------------------- */
 
-static void
-conn_http_error(struct conn *c, int status, const char *why)
-{
-    char body[256];
-    size_t len;
-    char *resp;
-
-    /* Reasons are log-friendly single lines; the body ends with \n. */
-    if (why != NULL)
-        snprintf(body, sizeof(body), "%s%s", why,
-                 why[0] && why[strlen(why) - 1] == '\n' ? "" : "\n");
-    resp = ws_response_error(status, why ? body : NULL, &len);
-
-    c->w->stats->handshake_failed++;
-    log_debug("event=handshake_refused peer=%s status=%d reason=\"%s\"",
-              PEER(c), status, why ? why : "");
-    if (resp != NULL) {
-        sendq_append(&c->sq, NULL, 0, resp, len);
-        free(resp);
-    }
-    conn_finish(c);
-}
-
-static bool
-origin_allowed(const struct route_opts *o, const struct sock_request *r)
-{
-    const char *origin;
-
-    if (o->allowed_origins == NULL)
-        return true;
-    origin = ws_request_header(r, "Origin");
-    if (origin == NULL)
-        return false;
-    for (char **a = o->allowed_origins; *a != NULL; a++)
-        if (strcasecmp(*a, origin) == 0)
-            return true;
-    return false;
-}
-
-/* The route's configured subprotocols, in server order: first offered. */
-static const char *
-pick_subprotocol(const struct route_opts *o, const struct sock_request *r)
-{
-    if (o->subprotocols == NULL)
-        return NULL;
-    for (char **s = o->subprotocols; *s != NULL; s++)
-        if (ws_request_has_token(r, "Sec-WebSocket-Protocol", *s, false))
-            return *s;
-    return NULL;
-}
-
-static int
-conn_register(struct conn *c)
-{
-    struct worker *w = c->w;
-    uint32_t serial;
-
-    do {
-        serial = ++w->next_serial;
-    } while (serial == 0 || idmap_get(&w->ids, serial) != NULL);
-    c->id = (sock_id)w->node << 48 | (sock_id)w->generation << 40 |
-            (sock_id)w->slot << 32 | serial;
-    return idmap_put(&w->ids, serial, c);
-}
-
-/* Accepts the upgrade: 101, then init. */
-static void
-conn_open(struct conn *c, const struct sock_request *r,
-          struct sock_upgrade *u)
+/*
+ * The 101 is on its way (conn_upgrade.c): the connection is open. Applies
+ * u's options over the route's, runs the app's init, and takes u's
+ * contents.
+ */
+void
+conn_opened(struct conn *c, struct sock_upgrade *u)
 {
     const struct route_opts *o = conn_opts(c);
-    const char *proto = u->subprotocol ? u->subprotocol
-                                       : pick_subprotocol(o, r);
-    char accept[29], *resp;
-    size_t len;
     sock_ret ret;
 
-    struct ws_deflate_params dp;
-    char ext[WS_DEFLATE_RESP_MAX];
-    bool deflate = ws_deflate_negotiate(r, o, &dp, ext, sizeof(ext)) == 1;
-
-    if (deflate) {
-        c->deflate = ws_deflate_new(&dp, o->compress_level,
-                                    o->compress_mem_level);
-        deflate = c->deflate != NULL;
-        c->deflate_wbits = (uint8_t)dp.server_max_window_bits;
-        c->deflate_shared_ok = dp.server_no_context_takeover;
-        c->compress_on = true;
-    }
-    ws_accept_key(ws_request_header(r, "Sec-WebSocket-Key"), accept);
-    resp = ws_response_101(accept, proto, deflate ? ext : NULL,
-                           u->extra_headers, &len);
-    if (resp == NULL || conn_register(c) != 0 ||
-        (proto != NULL && (conn_cold(c) == NULL ||
-                           (c->x->subprotocol = strdup(proto)) == NULL))) {
-        free(resp);
-        sock_upgrade_destroy(u, false);
-        conn_http_error(c, 500, NULL);
-        return;
-    }
-    conn_send_now(c, resp, len);
-    free(resp);
     c->idle_ms = u->has_idle_timeout ? u->idle_timeout_ms : o->idle_timeout_ms;
     c->max_message = u->has_max_message_size ? u->max_message_size
                                              : o->max_message_size;
@@ -1478,191 +1383,6 @@ conn_open(struct conn *c, const struct sock_request *r,
     cb_leave(c);
     sock_upgrade_destroy(u, true);
     conn_after_app(c, ret);
-}
-
-/*
- * A plain (non-upgrade) request for a route's static files: PATH itself
- * serves index.html, PATH/NAME serves NAME. Returns true if answered.
- */
-static bool
-conn_static(struct conn *c, const struct sock_request *r)
-{
-    struct worker *w = c->w;
-    const char *rel = NULL, *root = NULL;
-    size_t len;
-    int status;
-    char *resp;
-
-    if (ws_request_has_token(r, "Upgrade", "websocket", true))
-        return false;
-    for (size_t i = 0; i < w->n_routes && root == NULL; i++) {
-        const struct route *rt = w->routes[i].cfg;
-        size_t n = strlen(rt->path);
-
-        if (rt->static_dir == NULL || strncmp(r->path, rt->path, n) != 0)
-            continue;
-        if (r->path[n] == '\0')
-            rel = "";
-        else if (r->path[n] == '/' || rt->path[n - 1] == '/')
-            rel = r->path + n + (r->path[n] == '/');
-        else
-            continue;
-        root = rt->static_dir;
-    }
-    if (root == NULL)
-        return false;
-    resp = static_response(root, rel, r->method, &len, &status);
-    log_debug("event=static peer=%s path=%s status=%d", PEER(c), r->path,
-              status);
-    if (resp != NULL) {
-        sendq_append(&c->sq, NULL, 0, resp, len);
-        free(resp);
-    }
-    conn_finish(c);
-    return true;
-}
-
-/* Decides a complete request head: an HTTP error or the upgrade. */
-static void
-conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
-{
-    struct sock_request r;
-    struct sock_upgrade u;
-    const char *why = NULL;
-    int status;
-
-    char peer[CONN_PEER_MAX];
-
-    status = ws_request_parse(&r, head, len, c->w->cfg->server.max_headers);
-    r.peer = conn_peer_str(c, peer, sizeof(peer));
-    r.tls = c->tls != NULL;
-    if (status == 0 && conn_static(c, &r)) {
-        ws_request_destroy(&r);
-        return;
-    }
-    if (status == 0) {
-        c->route = worker_route_find(c->w, r.path);
-        if (c->route == NULL) {
-            status = 404;
-            why = "no WebSocket route at this path";
-        }
-    }
-    if (status == 0 && (status = ws_request_validate(&r, &why)) == 0 &&
-        !origin_allowed(conn_opts(c), &r)) {
-        status = 403;
-        why = "origin not allowed";
-    }
-    if (status != 0) {
-        c->route = NULL;
-        conn_http_error(c, status, why);
-        ws_request_destroy(&r);
-        return;
-    }
-    if (c->route->setup_failed) {
-        c->route = NULL;
-        conn_http_error(c, 503, "the application failed to start");
-        ws_request_destroy(&r);
-        return;
-    }
-    r.opts = &c->route->opts;
-    sock_upgrade_init(&u, &r);
-    status = sock_upgrade_run(c->route->app, &r, &u);
-    if (status == SOCK_UPGRADE_LATER && pending_hold(c, &r, &u) == 0)
-        return; /* r and u wait in pending.c for the app's decision */
-    if (status == SOCK_UPGRADE_LATER)
-        status = 503;
-    pending_release(u.pending); /* deferred, then answered: -EPIPE */
-    u.pending = NULL;
-    if (status != 0) {
-        conn_http_error(c, status, u.refuse_body);
-        c->route = NULL;
-        sock_upgrade_destroy(&u, false);
-    } else {
-        conn_open(c, &r, &u);
-    }
-    ws_request_destroy(&r);
-}
-
-/*
- * An unfinished head that can no longer become an HTTP/1.1 request (a TLS
- * ClientHello or an SSH banner on the plain port, bare LFs, random bytes)
- * is answered at once instead of holding the connection until
- * handshake_timeout. True if it was.
- */
-static bool
-conn_head_hopeless(struct conn *c, const uint8_t *p, size_t n)
-{
-    int status = ws_head_check_prefix(p, n, c->w->cfg->server.max_headers);
-
-    if (status == 0)
-        return false;
-    conn_http_error(c, status, status == 400 ? "not an HTTP/1.1 request"
-                                             : NULL);
-    return true;
-}
-
-void
-conn_upgrade_decided(struct conn *c, const struct sock_request *r,
-                     struct sock_upgrade *u, int status, const char *body)
-{
-    if (status != 0) {
-        conn_http_error(c, status, body != NULL ? body : u->refuse_body);
-        c->route = NULL;
-        sock_upgrade_destroy(u, false);
-    } else {
-        conn_open(c, r, u);
-        /* What the client sent meanwhile is read as frames now. */
-        if (STASHED(c) && c->state == CONN_OPEN)
-            conn_want_pending(c);
-    }
-    conn_settle(c);
-}
-
-/* Request bytes: returns how many of p belong to the head. */
-static size_t
-conn_handshake(struct conn *c, const uint8_t *p, size_t n)
-{
-    size_t max = c->w->cfg->server.max_request_head;
-    size_t take, used;
-    ssize_t hl;
-    uint8_t *grown;
-    struct conn_cold *x;
-
-    if (c->x == NULL || c->x->head == NULL) {
-        hl = ws_head_len(p, n, max);
-        if (hl > 0) {
-            conn_upgrade(c, p, (size_t)hl);
-            return (size_t)hl;
-        }
-    }
-    if ((x = conn_cold(c)) == NULL) {
-        c->want_teardown = true;
-        return n;
-    }
-    take = MIN(n, max - x->head_len);
-    grown = realloc(x->head, x->head_len + take);
-    if (grown == NULL) {
-        c->want_teardown = true;
-        return n;
-    }
-    x->head = grown;
-    memcpy(x->head + x->head_len, p, take);
-    hl = ws_head_len(x->head, x->head_len + take, max);
-    if (hl == 0 && x->head_len + take < max) {
-        x->head_len += take;
-        conn_head_hopeless(c, x->head, x->head_len); /* or wait for more */
-        return n;
-    }
-    if (hl <= 0) {
-        conn_http_error(c, 431, "request head too large");
-        return n;
-    }
-    used = (size_t)hl - x->head_len;
-    conn_upgrade(c, x->head, (size_t)hl);
-    free(x->head);
-    x->head = NULL;
-    x->head_len = 0;
-    return used;
 }
 
 /* ---- Reading ----------------------------------------------------------- */

@@ -1,8 +1,9 @@
 /*
- * conn.h: one client connection, from accept through the HTTP upgrade,
- * RFC 6455 framing and the close handshake to its teardown, and the calls
- * into its app. The layout is here because the worker's lists and the
- * messaging code (messaging.c) walk connections.
+ * conn.h: one client connection, from accept through the HTTP upgrade
+ * (conn_upgrade.h), RFC 6455 framing and the close handshake to its
+ * teardown, and the calls into its app. The layout is here because the
+ * worker's lists, the messaging code (messaging.c) and the upgrade
+ * (conn_upgrade.c) use its fields.
  */
 #ifndef SOCK_CONN_H
 #define SOCK_CONN_H
@@ -177,15 +178,6 @@ void conn_on_message_timeout(struct tnode *n, void *ctx);
 void conn_info_arrived(struct conn *c);
 /* The inbox overflowed under the close policy: 1008. */
 void conn_fail_inbox(struct conn *c);
-/*
- * The app decided a deferred upgrade (pending.c, on the loop, outside any
- * callback): status 0 sends the 101 and runs init, else refuses with
- * status and body (NULL: u's refusal body, else the status text). Takes
- * u's contents (not u itself); r stays the caller's.
- */
-void conn_upgrade_decided(struct conn *c, const struct sock_request *r,
-                          struct sock_upgrade *u, int status,
-                          const char *body);
 /* c's cold part, allocated if need be; NULL when out of memory. */
 struct conn_cold *conn_cold(struct conn *c);
 /* "ADDR:PORT" ("[v6]:PORT") of the peer into buf, for logs. */

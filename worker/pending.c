@@ -19,6 +19,7 @@
 
 #include "appio.h"
 #include "conn.h"
+#include "conn_upgrade.h"
 #include "log.h"
 #include "worker.h"
 #include "ws_handshake.h"
