@@ -127,6 +127,21 @@ struct sock_upgrade {
 /* The characters RFC 7230 allows in a header name and value. */
 bool sock_header_is_valid(const char *name, const char *value);
 
+/*
+ * What a hook or a deferred decision adds to the 101, kept by
+ * sock_upgrade and by the worker's and the harness's pending requests
+ * alike. sock_extra_subprotocol: *sub becomes a copy of proto, one of
+ * those r offers (0, -EINVAL, -ENOMEM). sock_extra_header: "name: value"
+ * CRLF appended to *lines of *len bytes (0, -EINVAL, -ENOMEM).
+ * sock_extra_append: *len2 bytes of lines2 appended likewise (0, -ENOMEM).
+ */
+int sock_extra_subprotocol(char **sub, const struct sock_request *r,
+                           const char *proto);
+int sock_extra_header(char **lines, size_t *len, const char *name,
+                      const char *value);
+int sock_extra_append(char **lines, size_t *len, const char *lines2,
+                      size_t len2);
+
 /* The value of name in o, or NULL. */
 const char *sock_options_find(const struct sock_options *o, const char *name);
 

@@ -1129,30 +1129,15 @@ static int
 tpending_set(sock_pending *sp, int what, const char *a, const char *b)
 {
     struct tpending *p = container_of(sp, struct tpending, base);
-    size_t add = what == 2 ? strlen(a) + strlen(b) + 4 : 0;
-    char *n;
-    int rc = 0;
+    int rc;
 
     pthread_mutex_lock(&xlock);
-    if (p->t == NULL) {
+    if (p->t == NULL)
         rc = -EPIPE;
-    } else if (what == 1) {
-        if (!ws_request_has_token(p->req, "Sec-WebSocket-Protocol", a,
-                                  false))
-            rc = -EINVAL;
-        else if ((n = strdup(a)) == NULL)
-            rc = -ENOMEM;
-        else {
-            free(p->sub);
-            p->sub = n;
-        }
-    } else if ((n = realloc(p->hdrs, p->hdrs_len + add + 1)) == NULL) {
-        rc = -ENOMEM;
-    } else {
-        p->hdrs = n;
-        snprintf(n + p->hdrs_len, add + 1, "%s: %s\r\n", a, b);
-        p->hdrs_len += add;
-    }
+    else if (what == 1)
+        rc = sock_extra_subprotocol(&p->sub, p->req, a);
+    else
+        rc = sock_extra_header(&p->hdrs, &p->hdrs_len, a, b);
     pthread_mutex_unlock(&xlock);
     return rc;
 }
@@ -1226,21 +1211,15 @@ pending_kill(struct sock_test *t)
 static void
 take_additions(struct sock_test *t, struct tpending *p)
 {
-    char *h2;
-
     pthread_mutex_lock(&xlock);
     if (p->sub != NULL) {
         free(t->subprotocol);
         t->subprotocol = p->sub;
         p->sub = NULL;
     }
-    if (p->hdrs != NULL &&
-        (h2 = realloc(t->up.extra_headers,
-                      t->up.extra_len + p->hdrs_len + 1)) != NULL) {
-        memcpy(h2 + t->up.extra_len, p->hdrs, p->hdrs_len + 1);
-        t->up.extra_headers = h2;
-        t->up.extra_len += p->hdrs_len;
-    }
+    if (p->hdrs != NULL)
+        (void)sock_extra_append(&t->up.extra_headers, &t->up.extra_len,
+                                p->hdrs, p->hdrs_len);
     pthread_mutex_unlock(&xlock);
 }
 

@@ -49,18 +49,25 @@ sock_upgrade_run(const sock_app *app, const struct sock_request *r,
 }
 
 int
-sock_upgrade_subprotocol(sock_upgrade *u, const char *proto)
+sock_extra_subprotocol(char **sub, const struct sock_request *r,
+                       const char *proto)
 {
     char *copy;
 
-    if (!ws_request_has_token(u->req, "Sec-WebSocket-Protocol", proto, false))
+    if (!ws_request_has_token(r, "Sec-WebSocket-Protocol", proto, false))
         return -EINVAL;
     copy = strdup(proto);
     if (copy == NULL)
         return -ENOMEM;
-    free(u->subprotocol);
-    u->subprotocol = copy;
+    free(*sub);
+    *sub = copy;
     return 0;
+}
+
+int
+sock_upgrade_subprotocol(sock_upgrade *u, const char *proto)
+{
+    return sock_extra_subprotocol(&u->subprotocol, u->req, proto);
 }
 
 static bool
@@ -91,7 +98,23 @@ sock_header_is_valid(const char *name, const char *value)
 }
 
 int
-sock_upgrade_header(sock_upgrade *u, const char *name, const char *value)
+sock_extra_append(char **lines, size_t *len, const char *lines2,
+                  size_t len2)
+{
+    char *p = realloc(*lines, *len + len2 + 1);
+
+    if (p == NULL)
+        return -ENOMEM;
+    memcpy(p + *len, lines2, len2);
+    p[*len + len2] = '\0';
+    *lines = p;
+    *len += len2;
+    return 0;
+}
+
+int
+sock_extra_header(char **lines, size_t *len, const char *name,
+                  const char *value)
 {
     size_t add;
     char *p;
@@ -99,13 +122,19 @@ sock_upgrade_header(sock_upgrade *u, const char *name, const char *value)
     if (!sock_header_is_valid(name, value))
         return -EINVAL;
     add = strlen(name) + strlen(value) + 4;
-    p = realloc(u->extra_headers, u->extra_len + add + 1);
+    p = realloc(*lines, *len + add + 1);
     if (p == NULL)
         return -ENOMEM;
-    u->extra_headers = p;
-    snprintf(p + u->extra_len, add + 1, "%s: %s\r\n", name, value);
-    u->extra_len += add;
+    *lines = p;
+    snprintf(p + *len, add + 1, "%s: %s\r\n", name, value);
+    *len += add;
     return 0;
+}
+
+int
+sock_upgrade_header(sock_upgrade *u, const char *name, const char *value)
+{
+    return sock_extra_header(&u->extra_headers, &u->extra_len, name, value);
 }
 
 void

@@ -159,30 +159,16 @@ pending_set(sock_pending *sp, int what, const char *a, const char *b)
 {
     struct wpending *p = wp(sp);
     const struct sock_request *r;
-    size_t add = what == 2 ? strlen(a) + strlen(b) + 4 : 0;
-    char *n;
-    int rc = 0;
+    int rc;
 
     pthread_mutex_lock(&lock);
     r = p->req != NULL ? p->req : p->hook_req;
-    if (p->dead || r == NULL) {
+    if (p->dead || r == NULL)
         rc = -EPIPE;
-    } else if (what == 1) {
-        if (!ws_request_has_token(r, "Sec-WebSocket-Protocol", a, false))
-            rc = -EINVAL;
-        else if ((n = strdup(a)) == NULL)
-            rc = -ENOMEM;
-        else {
-            free(p->sub);
-            p->sub = n;
-        }
-    } else if ((n = realloc(p->hdrs, p->hdrs_len + add + 1)) == NULL) {
-        rc = -ENOMEM;
-    } else {
-        p->hdrs = n;
-        snprintf(n + p->hdrs_len, add + 1, "%s: %s\r\n", a, b);
-        p->hdrs_len += add;
-    }
+    else if (what == 1)
+        rc = sock_extra_subprotocol(&p->sub, r, a);
+    else
+        rc = sock_extra_header(&p->hdrs, &p->hdrs_len, a, b);
     pthread_mutex_unlock(&lock);
     return rc;
 }
@@ -191,7 +177,7 @@ pending_set(sock_pending *sp, int what, const char *a, const char *b)
 static int
 merge_additions(struct wpending *p, struct sock_upgrade *up)
 {
-    char *h;
+    int rc = 0;
 
     pthread_mutex_lock(&lock);
     if (p->sub != NULL) {
@@ -199,18 +185,11 @@ merge_additions(struct wpending *p, struct sock_upgrade *up)
         up->subprotocol = p->sub;
         p->sub = NULL;
     }
-    if (p->hdrs != NULL) {
-        h = realloc(up->extra_headers, up->extra_len + p->hdrs_len + 1);
-        if (h == NULL) {
-            pthread_mutex_unlock(&lock);
-            return -ENOMEM;
-        }
-        memcpy(h + up->extra_len, p->hdrs, p->hdrs_len + 1);
-        up->extra_headers = h;
-        up->extra_len += p->hdrs_len;
-    }
+    if (p->hdrs != NULL)
+        rc = sock_extra_append(&up->extra_headers, &up->extra_len, p->hdrs,
+                               p->hdrs_len);
     pthread_mutex_unlock(&lock);
-    return 0;
+    return rc;
 }
 
 /* The app's decision, on any thread. */
