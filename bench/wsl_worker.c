@@ -85,6 +85,7 @@ struct worker {
     double cpu0;
     uint64_t wire_in0, wire_out0;   /* net's byte counts at window start */
     uint64_t pub_start_ns, pub_seq;
+    uint64_t win_delivered; /* --pub-window: deliveries, whole run */
     struct wsl_stats st;
 };
 
@@ -299,6 +300,8 @@ mark_feed(struct mark *m, const uint8_t *p, size_t n)
     }
 }
 
+static void pub_more(struct worker *w);
+
 static void
 sub_delivery(struct wconn *wc, uint64_t len)
 {
@@ -306,6 +309,10 @@ sub_delivery(struct wconn *wc, uint64_t len)
     uint64_t seq = wc->mk.seq, now = w->net.now_ns;
 
     w->st.delivered++;
+    if (w->o->pub_window > 0 && w->o->publisher) {
+        w->win_delivered++;
+        pub_more(w);
+    }
     if (seq >= wc->next_pub_seq) {
         w->st.gaps += seq - wc->next_pub_seq;
         wc->next_pub_seq = seq + 1;
@@ -369,6 +376,19 @@ pub_send(struct worker *w, struct wconn *pc, uint64_t now)
     return 0;
 }
 
+/* --pub-window: as many publishes in flight as allowed, counted as not
+   yet seen by every subscriber of this process. */
+static bool
+window_full(const struct worker *w)
+{
+    uint64_t subs = w->st.subscribers, done;
+
+    if (w->o->pub_window == 0 || subs == 0)
+        return false;
+    done = w->win_delivered / subs;
+    return w->pub_seq >= done + w->o->pub_window;
+}
+
 /* Sends what the rate says is due since publishing began; a server that
    stops reading gets skipped ticks, not an unbounded queue. */
 static void
@@ -388,6 +408,8 @@ w_on_pub(struct ev_loop *loop, ev_timer *t, int revents)
     due = (uint64_t)((double)(now - w->pub_start_ns) / 1e9 *
                      w->o->pub_rate) + 1;
     while (w->pub_seq < due && burst++ < PUB_BURST_MAX) {
+        if (window_full(w))
+            break;
         if (wsl_conn_queued(&pc->conn) > PUB_QUEUE_MAX) {
             w->st.pub_stalled++;
             break;
@@ -395,6 +417,16 @@ w_on_pub(struct ev_loop *loop, ev_timer *t, int revents)
         if (pub_send(w, pc, now) != 0)
             break;
     }
+}
+
+/* A delivery freed a place in the window: publish at once (the rate
+   still caps). */
+static void
+pub_more(struct worker *w)
+{
+    if (window_full(w) || w->pub_start_ns == 0)
+        return;
+    w_on_pub(w->loop, &w->pub_t, 0);
 }
 
 /* ---- connection callbacks ------------------------------------------ */

@@ -36,6 +36,9 @@ struct wsl_opts {
     bool words;             /* text payload: words, not a-z repeated */
     bool publisher;         /* broadcast: this worker has the publisher */
     double pub_rate;        /* broadcast: messages per second */
+    uint32_t pub_window;    /* broadcast: at most this many publishes not
+                               yet delivered to every subscriber of the
+                               publisher's worker (0: rate only) */
     const char *sub_msg;    /* broadcast: sent once by each subscriber */
     const char *pub_fmt;    /* broadcast: put before each payload */
     double conn_rate;       /* connections opened per second, this worker */

@@ -44,6 +44,7 @@ struct args {
     uint32_t conns, inflight, size, procs, src_ips, max_pending;
     double duration, warmup, settle, drain, connect_timeout, close_wait;
     double conn_rate, pub_rate;
+    uint32_t pub_window;
     bool binary, deflate, words;
     int deflate_level;
     pid_t server_pid;
@@ -102,6 +103,10 @@ usage(FILE *f)
 "  -p, --server-pid PID   report CPU and RSS of PID and its descendants\n"
 "  -P, --procs P          worker processes sharing the connections [1]\n"
 "      --pub-rate R       broadcast: messages per second [1000]\n"
+"      --pub-window K     broadcast: also keep at most K messages in flight\n"
+"                         (published, not yet delivered to every\n"
+"                         subscriber of the publisher's process; use\n"
+"                         with -P 1 and a high --pub-rate) [off]\n"
 "      --sub-msg TEXT     broadcast: text each subscriber sends once open\n"
 "                         [\"sub t\"]; \"\" sends nothing\n"
 "      --pub-fmt TEXT     broadcast: put before each payload [\"pub t \"]\n"
@@ -173,7 +178,7 @@ parse_secs(const char *s, double min, double max, const char *opt)
 }
 
 enum {
-    OPT_TEXT = 256, OPT_BINARY, OPT_PUB_RATE, OPT_SUB_MSG, OPT_PUB_FMT,
+    OPT_TEXT = 256, OPT_BINARY, OPT_PUB_RATE, OPT_PUB_WINDOW, OPT_SUB_MSG, OPT_PUB_FMT,
     OPT_SETTLE, OPT_DRAIN, OPT_CONN_RATE, OPT_CONNECT_TIMEOUT,
     OPT_CLOSE_WAIT, OPT_SRC_IPS, OPT_MAX_PENDING, OPT_DEFLATE, OPT_TLS,
     OPT_PAYLOAD,
@@ -192,6 +197,7 @@ static const struct option long_opts[] = {
     { "text", no_argument, NULL, OPT_TEXT },
     { "binary", no_argument, NULL, OPT_BINARY },
     { "pub-rate", required_argument, NULL, OPT_PUB_RATE },
+    { "pub-window", required_argument, NULL, OPT_PUB_WINDOW },
     { "sub-msg", required_argument, NULL, OPT_SUB_MSG },
     { "pub-fmt", required_argument, NULL, OPT_PUB_FMT },
     { "settle", required_argument, NULL, OPT_SETTLE },
@@ -248,6 +254,9 @@ parse_opt(struct args *a, int ch, const char *arg)
     case OPT_BINARY: a->binary = true; break;
     case OPT_PUB_RATE:
         a->pub_rate = parse_secs(arg, 0.1, 1e7, "--pub-rate");
+        break;
+    case OPT_PUB_WINDOW:
+        a->pub_window = parse_u32(arg, 1, 1000000, "--pub-window");
         break;
     case OPT_SUB_MSG: a->sub_msg = arg; break;
     case OPT_PUB_FMT: a->pub_fmt = arg; break;
@@ -504,6 +513,7 @@ worker_opts(const struct args *a, const struct wsl_target *t, uint32_t i)
         .words = a->words,
         .publisher = a->scenario == WSL_BROADCAST && i == 0,
         .pub_rate = a->pub_rate,
+        .pub_window = a->pub_window,
         .sub_msg = a->sub_msg,
         .pub_fmt = a->pub_fmt,
         .conn_rate = a->conn_rate / a->procs,

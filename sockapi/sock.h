@@ -300,6 +300,29 @@ int sock_publish(const char *topic, uint32_t type, const void *data,
 int sock_broadcast(uint32_t type, const void *data, size_t len);
 
 /*
+ * Join topic in frame mode: every message later published to it, from
+ * this worker, another one or (with [redis]) another machine, reaches c
+ * as one data frame of opcode op (SOCK_TEXT or SOCK_BINARY) whose payload
+ * is exactly the published bytes. handle_info is not called, and the
+ * message does not count against max_info_queue: the worker builds the
+ * frame once per publish and queues a reference to it (small frames are
+ * copied into the queue, which is cheaper) for every frame-mode
+ * subscriber, and where permessage-deflate applies with
+ * server_no_context_takeover the payload is compressed once per worker
+ * and window, not per subscriber. The app owns nothing here: the bytes
+ * belong to the server. For SOCK_TEXT the publisher must publish valid
+ * UTF-8 (not checked, as for sock_push). A frame that would take the send
+ * queue past send_hard_limit closes c with 1008, as for sock_push; above
+ * the high watermark handle_writable is called as for pushes. The type
+ * given to sock_publish is not sent. Calling it for a topic c joined with
+ * sock_subscribe (or with another op) switches the mode; sock_unsubscribe
+ * leaves either. Use sock_subscribe when the app must filter or reword
+ * per subscriber. Returns 0, -EINVAL (topic, or op not TEXT or BINARY),
+ * -ENOMEM, -EPIPE.
+ */
+int sock_subscribe_frames(sock_conn *c, const char *topic, sock_opcode op);
+
+/*
  * After ms milliseconds, deliver an info of kind SOCK_INFO_TIMER with this
  * type and a copy of data to c. Cancelled by terminate. Returns 0, -ENOMEM,
  * -EPIPE.

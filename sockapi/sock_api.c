@@ -245,6 +245,14 @@ sock_unsubscribe(sock_conn *c, const char *topic)
 }
 
 int
+sock_subscribe_frames(sock_conn *c, const char *topic, sock_opcode op)
+{
+    if (!topic_is_valid(topic) || (op != SOCK_TEXT && op != SOCK_BINARY))
+        return -EINVAL;
+    return c->ops->subscribe_frames(c, topic, op);
+}
+
+int
 sock_send_after(sock_conn *c, uint32_t ms, uint32_t type, const void *data,
                 size_t len)
 {

@@ -30,6 +30,9 @@ struct sock_conn_ops {
                       const void *data, size_t len);
     /* The route's option.NAME keys (never NULL). */
     const struct sock_options *(*options)(const sock_conn *c);
+    /* Joins topic in frame mode (sock_subscribe_frames): op is TEXT or
+       BINARY, already checked. */
+    int (*subscribe_frames)(sock_conn *c, const char *topic, sock_opcode op);
 };
 
 /* A route's option.NAME = VALUE keys, as the app sees them. */

@@ -50,6 +50,7 @@ struct ttimer {
 struct ttopic {
     struct ttopic *next;
     char *name;
+    sock_opcode frame_op; /* sock_subscribe_frames, else 0 */
 };
 
 /* A route's setup and options (sock_test_setup). */
@@ -788,8 +789,10 @@ op_route(const sock_conn *c)
     return tc(c)->route;
 }
 
+/* on: join with frame_op (0: infos); else leave. */
 static int
-op_subscribe(sock_conn *c, const char *topic, bool on)
+subscribe_mode(sock_conn *c, const char *topic, bool on,
+               sock_opcode frame_op)
 {
     struct sock_test *t = tc(c);
     struct ttopic **p;
@@ -804,6 +807,8 @@ op_subscribe(sock_conn *c, const char *topic, bool on)
                 *p = gone->next;
                 free(gone->name);
                 free(gone);
+            } else {
+                (*p)->frame_op = frame_op;
             }
             return 0;
         }
@@ -816,7 +821,20 @@ op_subscribe(sock_conn *c, const char *topic, bool on)
         *p = NULL;
         return -ENOMEM;
     }
+    (*p)->frame_op = frame_op;
     return 0;
+}
+
+static int
+op_subscribe(sock_conn *c, const char *topic, bool on)
+{
+    return subscribe_mode(c, topic, on, 0);
+}
+
+static int
+op_subscribe_frames(sock_conn *c, const char *topic, sock_opcode op)
+{
+    return subscribe_mode(c, topic, true, op);
 }
 
 static int
@@ -865,6 +883,7 @@ static const struct sock_conn_ops test_ops = {
     .subscribe = op_subscribe,
     .send_after = op_send_after,
     .options = op_options,
+    .subscribe_frames = op_subscribe_frames,
 };
 
 /* ---- Host ---------------------------------------------------------------- */
@@ -887,24 +906,35 @@ host_send_info(void *host, sock_id to, uint32_t type, const void *data,
     return 0; /* unknown ids are dropped, as on the server */
 }
 
-static bool
+static const struct ttopic *
 subscribed(const struct sock_test *t, const char *topic)
 {
     for (const struct ttopic *tp = t->topics; tp != NULL; tp = tp->next)
         if (strcmp(tp->name, topic) == 0)
-            return true;
-    return false;
+            return tp;
+    return NULL;
 }
 
+/* Frame-mode subscribers get the frame at once, as the server queues it
+   during the publish; the others an info. */
 static int
 host_publish(void *host, const char *topic, uint32_t type, const void *data,
              size_t len)
 {
+    const struct ttopic *tp;
+
     (void)host;
-    for (struct sock_test *t = h.conns; t != NULL; t = t->next)
-        if (t->open && subscribed(t, topic))
+    for (struct sock_test *t = h.conns; t != NULL; t = t->next) {
+        if (!t->open || (tp = subscribed(t, topic)) == NULL)
+            continue;
+        if (tp->frame_op != 0) {
+            if (!t->stopped)
+                record(t, tp->frame_op, data, len);
+        } else {
             enqueue(t, SOCK_INFO_PUBLISH, type, current_id(), topic, data,
                     len);
+        }
+    }
     return 0;
 }
 

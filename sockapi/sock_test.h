@@ -61,7 +61,8 @@ int sock_test_run(void);
    the queued infos. Returns how many infos ran. */
 int sock_test_advance(uint32_t ms);
 
-/* Frames pushed and not yet taken. */
+/* Frames pushed and not yet taken (a publish to a sock_subscribe_frames
+   subscriber pushes its frame at once, during the publish). */
 size_t sock_test_pushed(const sock_test *t);
 /*
  * Takes the oldest pushed frame. data stays valid until the next take or

@@ -74,6 +74,8 @@ p_in(sock_conn *c, const sock_msg *m, void **state)
         s = n;
     } else if (strcmp(cmd, "sub") == 0) {
         ck_assert_int_eq(sock_subscribe(c, "room"), 0);
+    } else if (strcmp(cmd, "subf") == 0) {
+        ck_assert_int_eq(sock_subscribe_frames(c, "room", SOCK_BINARY), 0);
     } else if (strcmp(cmd, "pub") == 0) {
         sock_publish("room", 3, "hi", 2);
     } else if (strcmp(cmd, "bcast") == 0) {
@@ -301,6 +303,55 @@ START_TEST(test_topics_and_broadcast)
 }
 END_TEST
 
+/* Frame mode: the published bytes become a frame of the chosen opcode at
+   once, with no handle_info; callback subscribers still get infos. */
+START_TEST(test_subscribe_frames)
+{
+    sock_test *a = sock_test_new(&probe, "/p");
+    sock_test *b = sock_test_new(&probe, "/p");
+    struct probe_state *sa;
+    sock_opcode op;
+    const void *d;
+    size_t n;
+
+    sock_test_init(a);
+    sock_test_init(b);
+    sa = sock_test_state(a);
+    send_text(a, "subf");
+    send_text(b, "sub");
+    send_text(b, "pub");
+    ck_assert_uint_eq(sock_test_pushed(a), 1); /* queued by the publish */
+    ck_assert_int_eq(sock_test_run(), 1);      /* only b's info */
+    ck_assert_int_eq(sa->infos, 0);
+    ck_assert(sock_test_take(a, &op, &d, &n));
+    ck_assert_int_eq(op, SOCK_BINARY);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_mem_eq(d, "hi", 2);
+    expect(b, "hi");
+    /* sock_subscribe switches a back to infos; unsubscribe leaves. */
+    send_text(a, "sub");
+    send_text(b, "pub");
+    ck_assert_uint_eq(sock_test_pushed(a), 0);
+    ck_assert_int_eq(sock_test_run(), 2);
+    ck_assert_int_eq(sa->infos, 1);
+    expect(a, "hi");
+    expect(b, "hi");
+    ck_assert_int_eq(sock_unsubscribe(sock_test_conn(a), "room"), 0);
+    send_text(b, "pub");
+    ck_assert_int_eq(sock_test_run(), 1);
+    ck_assert_uint_eq(sock_test_pushed(a), 0);
+    /* Bad arguments. */
+    ck_assert_int_eq(sock_subscribe_frames(sock_test_conn(a), "room",
+                                           SOCK_PING), -EINVAL);
+    ck_assert_int_eq(sock_subscribe_frames(sock_test_conn(a), "", SOCK_TEXT),
+                     -EINVAL);
+    ck_assert_int_eq(sock_subscribe_frames(sock_test_conn(a), NULL,
+                                           SOCK_TEXT), -EINVAL);
+    sock_test_free(a);
+    sock_test_free(b);
+}
+END_TEST
+
 START_TEST(test_send_to_gone_id_is_dropped)
 {
     sock_test *a = sock_test_new(&probe, "/p");
@@ -362,6 +413,7 @@ main(void)
     tcase_add_test(tc, test_terminate_sees_last_state);
     tcase_add_test(tc, test_upgrade_hook);
     tcase_add_test(tc, test_topics_and_broadcast);
+    tcase_add_test(tc, test_subscribe_frames);
     tcase_add_test(tc, test_send_to_gone_id_is_dropped);
     tcase_add_test(tc, test_shared_buffers);
     tcase_add_test(tc, test_close_code_validity);

@@ -657,10 +657,18 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
     }
     do {
         /* send(2) skips writev's iovec import: most flushes are one
-           contiguous chunk. */
-        n = iovcnt == 1 ? send(c->fd, iov[0].iov_base, iov[0].iov_len,
-                               MSG_NOSIGNAL)
-                        : writev(c->fd, iov, iovcnt);
+           contiguous chunk. Several go by sendmsg(2), not writev(2):
+           the socket call skips the VFS write path (vfs_writev and
+           fdget_pos took ~6% of the worker's samples on pipelined
+           echo). */
+        if (iovcnt == 1) {
+            n = send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr mh = { .msg_iov = (struct iovec *)iov,
+                                 .msg_iovlen = (size_t)iovcnt };
+
+            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        }
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -1869,7 +1877,17 @@ op_subscribe(sock_conn *sc, const char *topic, bool on)
 
     if (c->state != CONN_OPEN)
         return -EPIPE;
-    return messaging_subscribe(c, topic, on);
+    return messaging_subscribe(c, topic, on, 0);
+}
+
+static int
+op_subscribe_frames(sock_conn *sc, const char *topic, sock_opcode op)
+{
+    struct conn *c = conn_of(sc);
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    return messaging_subscribe(c, topic, true, (uint8_t)op);
 }
 
 static int
@@ -1906,7 +1924,37 @@ static const struct sock_conn_ops conn_ops = {
     .subscribe = op_subscribe,
     .send_after = op_send_after,
     .options = op_options,
+    .subscribe_frames = op_subscribe_frames,
 };
+
+int
+conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
+                sock_buf *frame)
+{
+    struct worker *w = c->w;
+    sock_buf *was;
+    int rc;
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    if (!conn_fits(c, payload->len))
+        return -ENOBUFS;
+    if (conn_should_compress(c, op, payload->len, 0)) {
+        was = w->delivering; /* a publish from inside handle_info */
+        w->delivering = payload;
+        rc = conn_queue_compressed(c, op, payload->data, payload->len);
+        w->delivering = was;
+    } else {
+        rc = sendq_append_buf(&c->sq, NULL, 0, frame);
+    }
+    if (rc != 0)
+        return rc;
+    w->stats->msgs_out++;
+    conn_want_flush(c);
+    if (c->sq.bytes >= conn_opts(c)->send_high_watermark)
+        c->above_high = true;
+    return 0;
+}
 
 void
 conn_info_arrived(struct conn *c)

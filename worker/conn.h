@@ -176,6 +176,15 @@ void conn_on_timeout(struct tnode *n, void *ctx);
 void conn_on_message_timeout(struct tnode *n, void *ctx);
 /* An info was queued for c: deliver it from the worker's idle watcher. */
 void conn_info_arrived(struct conn *c);
+/*
+ * A publish to a frame-mode subscriber (sock_subscribe_frames): queues
+ * frame (the whole uncompressed frame of payload, built once) by
+ * reference, or payload compressed once per worker and window where c
+ * compresses, within send_hard_limit (over it c fails with 1008).
+ * Returns 0 or -errno; takes its own references.
+ */
+int conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
+                    sock_buf *frame);
 /* The inbox overflowed under the close policy: 1008. */
 void conn_fail_inbox(struct conn *c);
 /* c's cold part, allocated if need be; NULL when out of memory. */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "redis.h"
 #include "worker.h"
+#include "ws_frame.h"
 
 struct topic {
     struct topic *next;    /* hash chain */
@@ -37,6 +38,8 @@ struct sub {
     struct list clink;     /* in conn->subs */
     struct topic *t;
     struct conn *c;
+    uint8_t frame_op;      /* sock_subscribe_frames: TEXT or BINARY; 0:
+                              infos through handle_info */
 };
 
 struct topics {
@@ -116,10 +119,14 @@ current_id(struct worker *w)
 
 /* ---- Inbox ------------------------------------------------------------- */
 
-/* Infos kept for reuse: a publish to N local subscribers makes N at once
-   and frees them as they are delivered, one loop iteration later. */
-#define INFO_SPARES 1024
-static struct info *info_spare[INFO_SPARES];
+/* Infos kept for reuse, on a free list through their link: a publish to
+   N local subscribers makes N at once and frees them as they are
+   delivered, one loop iteration later, and with M publishes in flight
+   N x M are out at once (1000 subscribers x 32: 32000). Up to 65536
+   stay (4 MiB), so a fan-out in steady state never calls malloc. The
+   process is single-threaded (one worker). */
+#define INFO_SPARES 65536
+static struct list info_spare = { &info_spare, &info_spare };
 static unsigned n_info_spare;
 
 int
@@ -139,9 +146,13 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
             conn_fail_inbox(c);
         return -ENOBUFS;
     }
-    i = n_info_spare > 0 ? info_spare[--n_info_spare] : malloc(sizeof(*i));
-    if (i == NULL)
+    if (n_info_spare > 0) {
+        i = list_first(&info_spare, struct info, link);
+        list_remove(&i->link);
+        n_info_spare--;
+    } else if ((i = malloc(sizeof(*i))) == NULL) {
         return -ENOMEM;
+    }
     i->kind = kind;
     i->type = type;
     i->from = from;
@@ -173,10 +184,12 @@ messaging_info_free(struct info *i)
 {
     sock_buf_unref(i->topic);
     sock_buf_unref(i->data);
-    if (n_info_spare < INFO_SPARES)
-        info_spare[n_info_spare++] = i;
-    else
+    if (n_info_spare < INFO_SPARES) {
+        list_insert_tail(&info_spare, &i->link);
+        n_info_spare++;
+    } else {
         free(i);
+    }
 }
 
 /* ---- Topics ------------------------------------------------------------ */
@@ -299,7 +312,8 @@ sub_find(struct conn *c, const char *topic)
 }
 
 int
-messaging_subscribe(struct conn *c, const char *topic, bool on)
+messaging_subscribe(struct conn *c, const char *topic, bool on,
+                    uint8_t frame_op)
 {
     struct topics *ts = c->w->topics;
     struct sub *s = sub_find(c, topic);
@@ -310,8 +324,10 @@ messaging_subscribe(struct conn *c, const char *topic, bool on)
             sub_remove(ts, s);
         return 0;
     }
-    if (s != NULL)
+    if (s != NULL) {
+        s->frame_op = frame_op;
         return 0;
+    }
     if (conn_cold(c) == NULL)
         return -ENOMEM;
     t = topic_get(ts, topic, true);
@@ -323,6 +339,7 @@ messaging_subscribe(struct conn *c, const char *topic, bool on)
     }
     s->t = t;
     s->c = c;
+    s->frame_op = frame_op;
     list_insert_tail(&t->subs, &s->tlink);
     list_insert_tail(&c->x->subs, &s->clink);
     t->n_subs++;
@@ -577,14 +594,37 @@ host_broadcast(void *host, uint32_t type, const void *data, size_t len)
     return rc;
 }
 
-/* Delivers to this worker's subscribers of topic. */
+/* The whole frame (header and payload) of b for op, built once per
+   publish and shared by every frame-mode subscriber. */
+static sock_buf *
+frame_of(sock_buf *b, uint8_t op)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER];
+    size_t hlen = ws_frame_header_write(hdr, true, 0, op, b->len);
+    sock_buf *f = sock_buf_alloc(hlen + b->len);
+
+    if (f == NULL)
+        return NULL;
+    memcpy(f->data, hdr, hlen);
+    memcpy(f->data + hlen, b->data, b->len);
+    return f;
+}
+
+/*
+ * Delivers to this worker's subscribers of topic: the payload is copied
+ * once into b; infos reference it, frame-mode subscribers get the frame
+ * built once (per opcode) queued by reference, or compressed once per
+ * window (conn_push_frame), with no callback.
+ */
 static int
 publish_local(struct worker *w, const char *topic, uint32_t type,
               sock_id from, const void *data, size_t len)
 {
     struct topic *t = topic_get(w->topics, topic, false);
-    struct list *l;
+    sock_buf *frame[2] = { NULL, NULL }; /* TEXT, BINARY */
+    struct list *l, *next;
     sock_buf *b;
+    int rc = 0;
 
     if (t == NULL)
         return 0;
@@ -592,14 +632,28 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
     if (b == NULL)
         return -ENOMEM;
     sock_buf_ref(t->name); /* an inbox overflow may drop the topic */
-    for (l = t->subs.next; l != &t->subs; l = l->next) {
+    for (l = t->subs.next; l != &t->subs; l = next) {
         struct sub *s = container_of(l, struct sub, tlink);
+        sock_buf **f;
 
-        messaging_enqueue(s->c, SOCK_INFO_PUBLISH, type, from, t->name, b);
+        next = l->next;
+        if (s->frame_op == 0) {
+            messaging_enqueue(s->c, SOCK_INFO_PUBLISH, type, from, t->name,
+                              b);
+            continue;
+        }
+        f = &frame[s->frame_op == WS_OP_BINARY];
+        if (*f == NULL && (*f = frame_of(b, s->frame_op)) == NULL) {
+            rc = -ENOMEM;
+            continue;
+        }
+        conn_push_frame(s->c, s->frame_op, b, *f);
     }
+    sock_buf_unref(frame[0]);
+    sock_buf_unref(frame[1]);
     sock_buf_unref(t->name);
     sock_buf_unref(b);
-    return 0;
+    return rc;
 }
 
 static int

@@ -42,8 +42,11 @@ int messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
 struct info *messaging_pop(struct conn *c);
 void messaging_info_free(struct info *i);
 
-/* Connection ops behind sock_subscribe / sock_send_after. */
-int messaging_subscribe(struct conn *c, const char *topic, bool on);
+/* Connection ops behind sock_subscribe / sock_subscribe_frames (frame_op
+   TEXT or BINARY; 0 for infos) / sock_send_after. Joining a topic c is
+   in already switches its mode. */
+int messaging_subscribe(struct conn *c, const char *topic, bool on,
+                        uint8_t frame_op);
 int messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
                          const void *data, size_t len);
 /* Drops the inbox, cancels timers, leaves every topic. */

@@ -36,6 +36,7 @@
 #define WORKER_RBUF_SIZE (256 * 1024)
 #define WORKER_ACCEPTS_PER_WAKEUP 64
 #define WORKER_PENDING_BATCH 256
+#define WORKER_FLUSH_BATCH 128
 #define WORKER_FD_RESERVE 32
 
 static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
@@ -52,9 +53,16 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 
     (void)loop;
     (void)revents;
-    /* Every push of this iteration leaves now, coalesced per connection. */
-    while (!list_empty(&w->flush))
+    /* The pushes of this iteration leave now, coalesced per connection:
+       at most WORKER_FLUSH_BATCH connections per iteration (more than an
+       echo of 100 connections flushes); the rest
+       stay in line (oldest first) and the loop polls without blocking,
+       so what arrives meanwhile (more publishes) joins their queues and
+       leaves in the same writev. */
+    for (int i = 0; i < WORKER_FLUSH_BATCH && !list_empty(&w->flush); i++)
         conn_flush(container_of(w->flush.next, struct conn, flink));
+    if (!list_empty(&w->flush))
+        ev_idle_start(loop, &w->idle);
     while (!list_empty(&w->dead)) {
         struct conn *c = container_of(w->dead.next, struct conn, link);
 
@@ -88,7 +96,7 @@ worker_on_idle(struct ev_loop *loop, ev_idle *idle, int revents)
         list_remove(l);
         list_insert_tail(&w->pending, l);
     }
-    if (list_empty(&w->pending))
+    if (list_empty(&w->pending) && list_empty(&w->flush))
         ev_idle_stop(loop, idle);
 }
 

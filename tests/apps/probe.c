@@ -16,6 +16,9 @@
  *   send ID TEXT         info (type 2) to ID; it pushes "info:FROM:TEXT"
  *   self TEXT            info (type 3) to itself, then push "sent"
  *   sub TOPIC | unsub TOPIC          push "ok"
+ *   subf TOPIC | subfb TOPIC         sock_subscribe_frames with TEXT or
+ *                        BINARY: publishes arrive as frames of exactly the
+ *                        published bytes, without handle_info; push "ok"
  *   pub TOPIC TEXT       subscribers push "topic:TOPIC:TEXT"
  *   rpub TOPIC TEXT      subscribers push TEXT itself (the shared payload,
  *                        so a compressing server can build its frame once)
@@ -429,6 +432,11 @@ cmd_simple(sock_conn *c, const struct cmd *k)
     } else if (cmd_is(k, "sub") || cmd_is(k, "unsub")) {
         int rc = cmd_is(k, "sub") ? sock_subscribe(c, k->rest)
                                   : sock_unsubscribe(c, k->rest);
+        push_str(c, rc == 0 ? "ok" : "error");
+    } else if (cmd_is(k, "subf") || cmd_is(k, "subfb")) {
+        int rc = sock_subscribe_frames(c, k->rest, cmd_is(k, "subf")
+                                                       ? SOCK_TEXT
+                                                       : SOCK_BINARY);
         push_str(c, rc == 0 ? "ok" : "error");
     } else if (cmd_is(k, "bcast")) {
         sock_broadcast(T_BCAST, k->rest, k->rest_len);
