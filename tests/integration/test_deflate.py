@@ -11,14 +11,13 @@ corrupt data) live in test_close_codes.py.
 import asyncio
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bustest import metrics  # noqa: E402
 from sockdtest import SockdTestCase, free_port  # noqa: E402
 
 import websockets  # noqa: E402
@@ -158,10 +157,7 @@ class SharedBroadcast(SockdTestCase):
             % self.admin_port)
 
     def metrics(self):
-        url = "http://127.0.0.1:%d/metrics" % self.admin_port
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return {m.group(1): int(m.group(2)) for m in
-                re.finditer(r"(?m)^(sock_\w+) (\d+)$", text)}
+        return metrics(self.admin_port)
 
     def test_thousand_subscribers_one_compression(self):
         n, msgs = 1000, 5

@@ -19,13 +19,12 @@ Checked, byte for byte and by opcode and header form:
 
 import asyncio
 import os
-import re
 import sys
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bustest import AdminMaster, conns_on_slots, recv_texts  # noqa: E402
+from bustest import (AdminMaster, conns_on_slots, metrics,  # noqa: E402
+                     recv_texts)
 from mastertest import MasterTestCase  # noqa: E402
 from sockdtest import (OP_BINARY, OP_TEXT, SockdTestCase,  # noqa: E402
                        WSClient, build_frame, expect_no_frame,
@@ -162,10 +161,7 @@ class FrameSubscribeDeflate(SockdTestCase):
             % self.admin_port)
 
     def metrics(self):
-        url = "http://127.0.0.1:%d/metrics" % self.admin_port
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return {m.group(1): int(m.group(2)) for m in
-                re.finditer(r"(?m)^(sock_\w+) (\d+)$", text)}
+        return metrics(self.admin_port)
 
     def test_compressed_once_exact(self):
         n, msgs = 200, 5
