@@ -19,6 +19,7 @@
 #include "sock_impl.h"
 #include "tlist.h"
 #include "ws_frame.h"
+#include "ws_session.h"
 
 struct worker;
 struct route_rt;
@@ -31,11 +32,6 @@ enum conn_state {
     CONN_DEAD,      /* torn down; freed before the next poll */
 };
 
-enum rx_state {
-    RX_HEADER,
-    RX_PAYLOAD,
-};
-
 /*
  * What most connections never need: buffers for input split across reads,
  * close details, infos and subscriptions. Allocated on first use
@@ -45,7 +41,6 @@ enum rx_state {
 struct conn_cold {
     char *peer;                  /* sock_peer(), formatted on first call */
     char *subprotocol;
-    uint8_t *ctl;                /* control payload being read */
     uint8_t *head;               /* partial HTTP request head */
     size_t head_len;
     uint8_t *stash;              /* input left unprocessed while paused */
@@ -96,16 +91,8 @@ struct conn {
     void *app_state;
     struct conn_cold *x;         /* NULL until needed */
 
-    /* Receive side: only a partial header is kept inline. */
-    struct ws_frame f;
-    uint64_t f_got;              /* payload bytes of f seen so far */
-    uint8_t *msg;                /* reassembly buffer, NULL when none */
-    size_t msg_len, msg_cap;
-    uint8_t hdr[WS_MAX_HEADER];
-    uint8_t hdr_len;
-    uint8_t msg_op;              /* opcode of the message being assembled */
-    uint8_t rx;                  /* enum rx_state */
-    uint32_t utf8;
+    /* Receive side (ws_session.h): only a partial header is inline. */
+    struct ws_session ws;
 
     /* Send side. */
     struct sendq sq;
@@ -126,8 +113,6 @@ struct conn {
     uint8_t close_err;           /* sock_close_error */
     uint8_t deflate_wbits;       /* our (server) window bits */
 
-    bool in_msg;                 /* a fragmented message is open */
-    bool discard;                /* skip this frame's payload (closing) */
     bool reading;                /* io has EV_READ */
     bool writing;                /* io has EV_WRITE */
     bool tls_handshaking;        /* before the HTTP request */
@@ -138,7 +123,6 @@ struct conn {
     bool deflate_shared_ok;      /* server_no_context_takeover: frames
                                     compressed once may be shared */
     bool compress_on;            /* sock_set_compress */
-    bool msg_compressed;         /* the message being read had RSV1 */
     bool stop_recorded;
     bool in_cb;
     bool inited;
