@@ -216,7 +216,8 @@ ws_inflate(struct ws_session *s, const struct ws_session_opts *o,
         ws_fail(s, ev, 1011, WS_ERR_INTERNAL, 0);
         return false;
     }
-    if (s->msg_op == WS_OP_TEXT) {
+    /* (An empty message may leave msg NULL: no pointer arithmetic.) */
+    if (s->msg_op == WS_OP_TEXT && s->msg_len > before) {
         s->utf8 = utf8_validate(s->utf8, s->msg + before,
                                 s->msg_len - before);
         if (s->utf8 == UTF8_REJECT) {
