@@ -31,6 +31,7 @@
 #include "tls.h"
 #include "utf8.h"
 #include "ws_deflate.h"
+#include "ws_session.h"
 #include "wctl.h"
 #include "worker.h"
 
@@ -299,9 +300,8 @@ conn_free(struct conn *c)
 {
     struct conn_cold *x = c->x;
 
-    free(c->msg);
+    ws_session_free(&c->ws);
     if (x != NULL) {
-        free(x->ctl);
         free(x->head);
         free(x->stash);
         free(x->peer);
@@ -540,7 +540,7 @@ conn_fail(struct conn *c, uint16_t code, sock_close_error err)
     } else if (c->state == CONN_CLOSING) {
         conn_finish(c);
     }
-    c->in_msg = false;
+    ws_session_abort(&c->ws);
 }
 
 /* Starts our side of the closing handshake and waits for the peer's. */
@@ -889,7 +889,7 @@ conn_touch(struct conn *c)
 static size_t
 conn_held(const struct conn *c)
 {
-    return c->msg_cap + (c->x != NULL ? c->x->stash_len : 0);
+    return ws_session_held(&c->ws) + (c->x != NULL ? c->x->stash_len : 0);
 }
 
 /* c held `before` bytes until a change: the worker's total follows. */
@@ -912,9 +912,7 @@ conn_drop_input(struct conn *c)
     }
     if (before == 0)
         return;
-    free(c->msg);
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    ws_session_drop(&c->ws);
     conn_account(c, before);
 }
 
@@ -962,7 +960,7 @@ conn_within_budget(struct conn *c)
 static bool
 conn_unfinished(const struct conn *c)
 {
-    return c->in_msg || c->rx == RX_PAYLOAD || c->hdr_len > 0;
+    return ws_session_unfinished(&c->ws);
 }
 
 /*
@@ -993,7 +991,7 @@ conn_track_unfinished(struct conn *c)
 static void
 conn_unit_done(struct conn *c)
 {
-    if (c->x != NULL && !c->in_msg)
+    if (c->x != NULL && !ws_session_in_msg(&c->ws))
         tlist_disarm(&c->x->mtn);
 }
 
@@ -1014,99 +1012,36 @@ conn_on_message_timeout(struct tnode *n, void *ctx)
     conn_settle(c);
 }
 
-static bool
-conn_grow_msg(struct conn *c, size_t need)
+static void
+conn_session_opts(const struct conn *c, struct ws_session_opts *o)
 {
-    size_t cap = c->msg_cap ? c->msg_cap : 256, before;
-    uint8_t *p;
-
-    while (cap < need)
-        cap = cap * 2;
-    if (cap > c->max_message && need <= c->max_message)
-        cap = c->max_message;
-    p = realloc(c->msg, cap);
-    if (p == NULL)
-        return false;
-    c->msg = p;
-    before = conn_held(c);
-    c->msg_cap = cap;
-    conn_account(c, before);
-    return conn_within_budget(c);
-}
-
-/* Checks a new frame header against the connection's state (§5.4, §5.5). */
-static bool
-conn_frame_begin(struct conn *c)
-{
-    const struct ws_frame *f = &c->f;
-    bool control = ws_opcode_is_control(f->opcode);
-
-    /* Closing: only the peer's close matters, the rest is skipped. */
-    c->discard = c->state != CONN_OPEN && f->opcode != WS_OP_CLOSE;
-    if (c->discard)
-        return true;
-    /* RFC 7692 §6: RSV1 only on the first frame of a data message, and
-       only with permessage-deflate agreed; RSV2/RSV3 never. */
-    if (f->rsv & ~(c->deflate != NULL && !control &&
-                   f->opcode != WS_OP_CONT ? WS_RSV1 : 0)) {
-        conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
-        return false;
-    }
-    if (control)
-        return true;
-    if (f->opcode == WS_OP_CONT ? !c->in_msg : c->in_msg) {
-        conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
-        return false;
-    }
-    if (f->opcode != WS_OP_CONT) {
-        c->msg_op = f->opcode;
-        c->utf8 = UTF8_ACCEPT;
-        c->msg_len = 0;
-        c->msg_compressed = (f->rsv & WS_RSV1) != 0;
-    }
-    /* Sizes are judged from the header, before any payload is buffered;
-       a compressed message is held to max_message_size as it inflates. */
-    if (f->len > conn_opts(c)->max_frame_size ||
-        f->len > c->max_message - (c->in_msg && !c->msg_compressed
-                                   ? c->msg_len : 0)) {
-        conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
-        return false;
-    }
-    return true;
+    o->max_frame = conn_opts(c)->max_frame_size;
+    o->max_message = c->max_message;
+    o->max_inflate_ratio = conn_opts(c)->max_inflate_ratio;
+    o->deflate = c->deflate;
+    o->closing = c->state != CONN_OPEN;
 }
 
 static void
-conn_on_close_frame(struct conn *c, const uint8_t *p, size_t len)
+conn_on_close_frame(struct conn *c, const struct ws_event *ev)
 {
-    uint16_t code;
-    const uint8_t *reason;
     struct conn_cold *x;
-    size_t rlen;
-    int bad = ws_close_parse(p, len, &code, &reason, &rlen);
 
-    if (bad != 0) {
-        if (c->state == CONN_OPEN)
-            conn_fail(c, (uint16_t)bad,
-                      bad == 1007 ? SOCK_ERR_UTF8 : SOCK_ERR_PROTOCOL);
-        else
-            conn_finish(c);
-        return;
-    }
-    c->peer_code = code;
-    if (rlen > 0 && (x = conn_cold(c)) != NULL) {
+    c->peer_code = ev->code;
+    if (ev->len > 0 && (x = conn_cold(c)) != NULL) {
         free(x->peer_reason);
         x->peer_reason_len = 0;
-        x->peer_reason = malloc(rlen + 1);
+        x->peer_reason = malloc(ev->len + 1);
         if (x->peer_reason != NULL) {
-            memcpy(x->peer_reason, reason, rlen);
-            x->peer_reason[rlen] = '\0';
-            x->peer_reason_len = rlen;
+            memcpy(x->peer_reason, ev->data, ev->len);
+            x->peer_reason[ev->len] = '\0';
+            x->peer_reason_len = ev->len;
         }
     }
     if (c->state == CONN_OPEN) {
         /* Echo the peer's code (§5.5.1); an empty close gets an empty one. */
         c->close_kind = SOCK_CLOSE_REMOTE;
-        conn_queue_close(c, code, NULL, 0);
+        conn_queue_close(c, ev->code, NULL, 0);
     }
     conn_finish(c);
 }
@@ -1114,10 +1049,6 @@ conn_on_close_frame(struct conn *c, const uint8_t *p, size_t len)
 static void
 conn_on_control(struct conn *c, uint8_t op, const uint8_t *p, size_t len)
 {
-    if (op == WS_OP_CLOSE) {
-        conn_on_close_frame(c, p, len);
-        return;
-    }
     if (c->state != CONN_OPEN)
         return;
     if (op == WS_OP_PING)
@@ -1127,167 +1058,49 @@ conn_on_control(struct conn *c, uint8_t op, const uint8_t *p, size_t len)
     conn_deliver_control(c, op, p, len);
 }
 
-/* A data frame is complete; deliver the message if it was the last. */
+/* What a session error costs the connection. */
 static void
-conn_data_end(struct conn *c, const uint8_t *p, size_t len)
+conn_on_session_error(struct conn *c, const struct ws_event *ev)
 {
-    size_t held;
+    static const sock_close_error errs[] = {
+        [WS_ERR_NONE] = SOCK_ERR_NONE,
+        [WS_ERR_PROTOCOL] = SOCK_ERR_PROTOCOL,
+        [WS_ERR_UTF8] = SOCK_ERR_UTF8,
+        [WS_ERR_TOO_BIG] = SOCK_ERR_TOO_BIG,
+        [WS_ERR_INFLATE] = SOCK_ERR_INFLATE,
+        [WS_ERR_INTERNAL] = SOCK_ERR_IO,
+    };
 
-    if (!c->f.fin) {
-        c->in_msg = true;
+    if (ev->err == WS_ERR_NOMEM) {
+        c->want_teardown = true;
         return;
     }
-    c->in_msg = false;
-    if (c->msg_op == WS_OP_TEXT && c->utf8 != UTF8_ACCEPT) {
-        conn_fail(c, 1007, SOCK_ERR_UTF8);
-        return;
-    }
-    conn_deliver(c, c->msg_op, p, len);
-    /* Idle connections own no buffers. */
-    held = conn_held(c);
-    free(c->msg);
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
-    conn_account(c, held);
+    conn_fail(c, ev->code, errs[ev->err]);
 }
 
+/* Hands one session event to the app or the close handling. */
 static void
-conn_frame_end(struct conn *c)
+conn_on_event(struct conn *c, const struct ws_event *ev)
 {
-    c->rx = RX_HEADER;
-    if (c->discard)
-        return;
-    if (ws_opcode_is_control(c->f.opcode)) {
-        conn_on_control(c, c->f.opcode, c->x ? c->x->ctl : NULL,
-                        (size_t)c->f.len);
-        if (c->x != NULL) {
-            free(c->x->ctl);
-            c->x->ctl = NULL;
-        }
-        return;
+    switch (ev->type) {
+    case WS_EV_MESSAGE:
+        conn_deliver(c, ev->opcode, ev->data, ev->len);
+        break;
+    case WS_EV_PING:
+        conn_on_control(c, WS_OP_PING, ev->data, ev->len);
+        break;
+    case WS_EV_PONG:
+        conn_on_control(c, WS_OP_PONG, ev->data, ev->len);
+        break;
+    case WS_EV_CLOSE:
+        conn_on_close_frame(c, ev);
+        break;
+    case WS_EV_ERROR:
+        conn_on_session_error(c, ev);
+        break;
+    case WS_EV_NONE:
+        break;
     }
-    conn_data_end(c, c->msg, c->msg_len);
-}
-
-/*
- * Compressed payload: inflated as it arrives, held to max_message_size and
- * max_inflate_ratio while streaming (an inflate bomb stops at the first
- * byte over), UTF-8 checked on what comes out.
- */
-static bool
-conn_inflate(struct conn *c, const uint8_t *p, size_t k)
-{
-    bool last = c->f.fin && c->f_got + k == c->f.len;
-    struct ws_dbuf out = { c->msg, c->msg_len, c->msg_cap };
-    size_t before = c->msg_len, held = conn_held(c);
-    int rc;
-
-    c->f_got += k;
-    if (k == 0 && !last)
-        return true;
-    rc = ws_deflate_inflate(c->deflate, p, k, last, &out, c->max_message,
-                            conn_opts(c)->max_inflate_ratio);
-    c->msg = out.p;
-    c->msg_len = out.len;
-    c->msg_cap = out.cap;
-    conn_account(c, held);
-    if (!conn_within_budget(c))
-        return false;
-    if (rc == -EMSGSIZE) {
-        conn_fail(c, 1009, SOCK_ERR_TOO_BIG);
-        return false;
-    }
-    if (rc == -EBADMSG) {
-        conn_fail(c, 1007, SOCK_ERR_INFLATE);
-        return false;
-    }
-    if (rc != 0) {
-        conn_fail(c, 1011, SOCK_ERR_IO);
-        return false;
-    }
-    if (c->msg_op == WS_OP_TEXT) {
-        c->utf8 = utf8_validate(c->utf8, c->msg + before,
-                                c->msg_len - before);
-        if (c->utf8 == UTF8_REJECT) {
-            conn_fail(c, 1007, SOCK_ERR_UTF8);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Payload bytes of the current frame: unmask in place, then keep. */
-static bool
-conn_payload(struct conn *c, uint8_t *p, size_t k)
-{
-    ws_unmask(p, k, c->f.mask, c->f_got);
-    if (c->discard) {
-        c->f_got += k;
-        return true;
-    }
-    if (ws_opcode_is_control(c->f.opcode)) {
-        struct conn_cold *x = conn_cold(c);
-
-        if (x == NULL || (x->ctl == NULL &&
-                          (x->ctl = malloc(WS_MAX_CONTROL)) == NULL)) {
-            c->want_teardown = true;
-            return false;
-        }
-        memcpy(x->ctl + c->f_got, p, k);
-        c->f_got += k;
-        return true;
-    }
-    if (c->msg_compressed)
-        return conn_inflate(c, p, k);
-    if (c->msg_op == WS_OP_TEXT) {
-        /* Fail fast: a bad byte ends the connection when it arrives. */
-        c->utf8 = utf8_validate(c->utf8, p, k);
-        if (c->utf8 == UTF8_REJECT) {
-            conn_fail(c, 1007, SOCK_ERR_UTF8);
-            return false;
-        }
-    }
-    if (k == 0)
-        return true;
-    if (c->msg_len + k > c->msg_cap && !conn_grow_msg(c, c->msg_len + k)) {
-        if (c->state != CONN_FINISH)
-            c->want_teardown = true; /* out of memory, not the budget */
-        return false;
-    }
-    memcpy(c->msg + c->msg_len, p, k);
-    c->msg_len += k;
-    c->f_got += k;
-    return true;
-}
-
-/* Parses a header from the partial bytes kept in c->hdr plus p. Returns
-   bytes of p used, 0 if all of p went into c->hdr, or -EPROTO. */
-static ssize_t
-conn_header(struct conn *c, const uint8_t *p, size_t n)
-{
-    size_t take;
-    ssize_t h;
-
-    if (c->hdr_len == 0) {
-        h = ws_frame_parse_header(&c->f, p, n);
-        if (h == 0) {
-            memcpy(c->hdr, p, n);
-            c->hdr_len = (uint8_t)n;
-        }
-        return h;
-    }
-    take = MIN(n, (size_t)(WS_MAX_HEADER - c->hdr_len));
-    memcpy(c->hdr + c->hdr_len, p, take);
-    h = ws_frame_parse_header(&c->f, c->hdr, c->hdr_len + take);
-    if (h == 0) {
-        c->hdr_len = (uint8_t)(c->hdr_len + take);
-        return 0;
-    }
-    if (h < 0)
-        return h;
-    h -= c->hdr_len;
-    c->hdr_len = 0;
-    return h;
 }
 
 static bool
@@ -1296,66 +1109,33 @@ conn_can_read_frames(const struct conn *c)
     return (c->state == CONN_OPEN && c->active) || c->state == CONN_CLOSING;
 }
 
-/*
- * A whole single-frame message in the read buffer is unmasked and
- * delivered in place: no copy (DESIGN §8).
- */
-static void
-conn_direct(struct conn *c, uint8_t *p)
-{
-    size_t len = (size_t)c->f.len;
-
-    ws_unmask(p, len, c->f.mask, 0);
-    c->rx = RX_HEADER;
-    if (c->f.opcode == WS_OP_TEXT &&
-        utf8_validate(UTF8_ACCEPT, p, len) != UTF8_ACCEPT) {
-        conn_fail(c, 1007, SOCK_ERR_UTF8);
-        return;
-    }
-    if (ws_opcode_is_control(c->f.opcode)) {
-        conn_on_control(c, c->f.opcode, p, len);
-        return;
-    }
-    conn_deliver(c, c->f.opcode, p, len);
-}
-
+/* Feeds frames to the session while the connection reads them. */
 static size_t
 conn_frames(struct conn *c, uint8_t *p, size_t n)
 {
     size_t off = 0;
 
     while (off < n && conn_can_read_frames(c) && !c->want_teardown) {
-        if (c->rx == RX_HEADER) {
-            ssize_t h = conn_header(c, p + off, n - off);
+        struct ws_session_opts o;
+        struct ws_event ev;
+        size_t before = conn_held(c), s_before = ws_session_held(&c->ws);
 
-            if (h == 0)
+        conn_session_opts(c, &o);
+        off += ws_session_feed(&c->ws, &o, p + off, n - off, &ev);
+        if (ws_session_held(&c->ws) != s_before) {
+            conn_account(c, before);
+            if (ws_session_held(&c->ws) > s_before &&
+                !conn_within_budget(c))
                 return n;
-            if (h < 0) {
-                conn_fail(c, 1002, SOCK_ERR_PROTOCOL);
-                return n;
-            }
-            off += (size_t)h;
-            if (!conn_frame_begin(c))
-                return n;
-            c->f_got = 0;
-            c->rx = RX_PAYLOAD;
-            if (!c->discard && !c->in_msg && c->f.fin &&
-                !(c->f.rsv & WS_RSV1) && n - off >= c->f.len) {
-                conn_direct(c, p + off);
-                conn_unit_done(c);
-                off += (size_t)c->f.len;
-                continue;
-            }
         }
-        size_t k = (size_t)MIN((uint64_t)(n - off), c->f.len - c->f_got);
-
-        if (!conn_payload(c, p + off, k))
+        conn_on_event(c, &ev);
+        if (ev.type == WS_EV_ERROR)
             return n;
-        off += k;
-        if (c->f_got == c->f.len) {
-            conn_frame_end(c);
+        before = conn_held(c);
+        ws_session_release(&c->ws);
+        conn_account(c, before);
+        if (ev.frame_end)
             conn_unit_done(c);
-        }
     }
     return off;
 }

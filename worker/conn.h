@@ -1,9 +1,10 @@
 /*
  * conn.h: one client connection, from accept through the HTTP upgrade
- * (conn_upgrade.h), RFC 6455 framing and the close handshake to its
- * teardown, and the calls into its app. The layout is here because the
- * worker's lists, the messaging code (messaging.c) and the upgrade
- * (conn_upgrade.c) use its fields.
+ * (conn_upgrade.h), RFC 6455 framing (the receive side's state machine is
+ * ws_session.h: conn.c feeds it and acts on its events) and the close
+ * handshake to its teardown, and the calls into its app. The layout is
+ * here because the worker's lists, the messaging code (messaging.c) and
+ * the upgrade (conn_upgrade.c) use its fields.
  */
 #ifndef SOCK_CONN_H
 #define SOCK_CONN_H
@@ -19,6 +20,7 @@
 #include "sock_impl.h"
 #include "tlist.h"
 #include "ws_frame.h"
+#include "ws_session.h"
 
 struct worker;
 struct route_rt;
@@ -31,11 +33,6 @@ enum conn_state {
     CONN_DEAD,      /* torn down; freed before the next poll */
 };
 
-enum rx_state {
-    RX_HEADER,
-    RX_PAYLOAD,
-};
-
 /*
  * What most connections never need: buffers for input split across reads,
  * close details, infos and subscriptions. Allocated on first use
@@ -45,7 +42,6 @@ enum rx_state {
 struct conn_cold {
     char *peer;                  /* sock_peer(), formatted on first call */
     char *subprotocol;
-    uint8_t *ctl;                /* control payload being read */
     uint8_t *head;               /* partial HTTP request head */
     size_t head_len;
     uint8_t *stash;              /* input left unprocessed while paused */
@@ -96,16 +92,8 @@ struct conn {
     void *app_state;
     struct conn_cold *x;         /* NULL until needed */
 
-    /* Receive side: only a partial header is kept inline. */
-    struct ws_frame f;
-    uint64_t f_got;              /* payload bytes of f seen so far */
-    uint8_t *msg;                /* reassembly buffer, NULL when none */
-    size_t msg_len, msg_cap;
-    uint8_t hdr[WS_MAX_HEADER];
-    uint8_t hdr_len;
-    uint8_t msg_op;              /* opcode of the message being assembled */
-    uint8_t rx;                  /* enum rx_state */
-    uint32_t utf8;
+    /* Receive side (ws_session.h): only a partial header is inline. */
+    struct ws_session ws;
 
     /* Send side. */
     struct sendq sq;
@@ -126,8 +114,6 @@ struct conn {
     uint8_t close_err;           /* sock_close_error */
     uint8_t deflate_wbits;       /* our (server) window bits */
 
-    bool in_msg;                 /* a fragmented message is open */
-    bool discard;                /* skip this frame's payload (closing) */
     bool reading;                /* io has EV_READ */
     bool writing;                /* io has EV_WRITE */
     bool tls_handshaking;        /* before the HTTP request */
@@ -138,7 +124,6 @@ struct conn {
     bool deflate_shared_ok;      /* server_no_context_takeover: frames
                                     compressed once may be shared */
     bool compress_on;            /* sock_set_compress */
-    bool msg_compressed;         /* the message being read had RSV1 */
     bool stop_recorded;
     bool in_cb;
     bool inited;
