@@ -224,13 +224,22 @@ class ChatPageReconnects(MasterTestCase):
                     page = await cdp.open_page(url)
                     await page.wait_js(state + " === 'in #r1 as ann'", 10,
                                        "the page to join")
+                    # Every text the state shows from now on, so that a
+                    # retry that replaces it (sockd is down: 1006) before
+                    # the next poll cannot hide the first close.
+                    await page.js(
+                        "(() => { const el = document.getElementById("
+                        "'state'); window.seen = []; new MutationObserver("
+                        "() => window.seen.push(el.textContent)).observe("
+                        "el, { childList: true, characterData: true, "
+                        "subtree: true }); return true; })()")
                     # Blocking calls on purpose: sockd must be forked by
                     # the main thread (it dies with its forking thread,
                     # PR_SET_PDEATHSIG), and the page only waits meanwhile.
                     srv.stop()
                     got = await page.wait_js(
-                        "(s => s.startsWith('closed (1001), reconnecting') "
-                        "&& s)(" + state + ")", 10,
+                        "window.seen.find(s => s.startsWith("
+                        "'closed (1001), reconnecting')) || false", 10,
                         "the page to say it reconnects")
                     start()
                     await page.wait_js(state + " === 'in #r1 as ann'", 15,
