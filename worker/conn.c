@@ -208,6 +208,14 @@ conn_route_stats(const struct conn *c)
     return &c->w->stats->route[c->route->stat];
 }
 
+/* One message queued to c: the worker's and the route's counters. */
+static void
+conn_count_out(struct conn *c)
+{
+    c->w->stats->msgs_out++;
+    conn_route_stats(c)->msgs_out++;
+}
+
 /* ---- Calling the app ---------------------------------------------------- */
 
 /* Around every app callback: no nesting (c->in_cb), and c is the "from"
@@ -486,8 +494,7 @@ conn_queue_frame_ex(struct conn *c, uint8_t op, const void *data, size_t len,
     }
     if (rc != 0)
         return rc;
-    c->w->stats->msgs_out++;
-    conn_route_stats(c)->msgs_out++;
+    conn_count_out(c);
     conn_want_flush(c);
     return 0;
 }
@@ -1729,7 +1736,7 @@ conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
     }
     if (rc != 0)
         return rc;
-    w->stats->msgs_out++;
+    conn_count_out(c);
     conn_want_flush(c);
     if (c->sq.bytes >= conn_opts(c)->send_high_watermark)
         c->above_high = true;
