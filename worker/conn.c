@@ -112,12 +112,34 @@ conn_want_write(struct conn *c, bool on)
     conn_io_update(c);
 }
 
-/* Puts c on the worker's flush list; it is written before the next poll. */
+/* Puts c on the worker's flush list; it is written before the next poll.
+   Held fan-out (flush_later) comes along. */
 static void
 conn_want_flush(struct conn *c)
 {
+    if (c->flush_later) {
+        list_remove(&c->flink);
+        c->flush_later = false;
+    }
     if (list_empty(&c->flink) && !c->writing)
         list_insert_tail(&c->w->flush, &c->flink);
+}
+
+void
+conn_flush_soon(struct conn *c)
+{
+    conn_want_flush(c);
+}
+
+/* Output of a fan-out the worker holds for its next tick
+   (worker_fanout_later): written then, or with c's next other output. */
+static void
+conn_want_flush_held(struct conn *c)
+{
+    if (!list_empty(&c->flink) || c->writing)
+        return; /* already due, or waiting for the socket */
+    list_insert_tail(&c->w->flush_later, &c->flink);
+    c->flush_later = true;
 }
 
 void
@@ -270,6 +292,7 @@ conn_teardown(struct conn *c)
     tlist_disarm(&c->tn);
     conn_drop_input(c);
     list_remove(&c->flink);
+    c->flush_later = false;
     list_remove(&c->plink);
     list_remove(&c->link);
     tls_conn_free(c->tls);
@@ -337,7 +360,9 @@ conn_settle(struct conn *c)
        it goes (here, where no handler can still be reading it). */
     if (c->state == CONN_FINISH)
         conn_drop_input(c);
-    if (c->sq.bytes > 0 || (c->state == CONN_FINISH && !c->shut_wr))
+    if (c->state == CONN_FINISH && !c->shut_wr)
+        conn_want_flush(c);
+    else if (c->sq.bytes > 0 && !c->flush_later) /* held stays held */
         conn_want_flush(c);
 }
 
@@ -495,7 +520,10 @@ conn_queue_frame_ex(struct conn *c, uint8_t op, const void *data, size_t len,
     if (rc != 0)
         return rc;
     conn_count_out(c);
-    conn_want_flush(c);
+    if (c->w->fanout_held)
+        conn_want_flush_held(c); /* handle_info for a held publish */
+    else
+        conn_want_flush(c);
     return 0;
 }
 
@@ -729,6 +757,7 @@ conn_flush(struct conn *c)
     int rc;
 
     list_remove(&c->flink);
+    c->flush_later = false;
     if (c->state == CONN_DEAD)
         return;
     rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);
@@ -858,9 +887,11 @@ conn_deliver_info(struct conn *c, const struct info *i)
     if (c->route->app->handle_info == NULL)
         return;
     c->w->delivering = i->data;
+    c->w->fanout_held = i->held;
     cb_enter(c);
     ret = c->route->app->handle_info(&c->base, &in, &c->app_state);
     cb_leave(c);
+    c->w->fanout_held = false;
     c->w->delivering = NULL;
     conn_after_app(c, ret);
 }
@@ -1716,7 +1747,7 @@ static const struct sock_conn_ops conn_ops = {
 
 int
 conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
-                sock_buf *frame)
+                sock_buf *frame, bool held)
 {
     struct worker *w = c->w;
     sock_buf *was;
@@ -1737,7 +1768,10 @@ conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
     if (rc != 0)
         return rc;
     conn_count_out(c);
-    conn_want_flush(c);
+    if (held)
+        conn_want_flush_held(c);
+    else
+        conn_want_flush(c);
     if (c->sq.bytes >= conn_opts(c)->send_high_watermark)
         c->above_high = true;
     return 0;

@@ -133,6 +133,7 @@ struct conn {
     bool shut_wr;
     bool want_teardown;
     bool pong_due;               /* x->pong waits to be queued */
+    bool flush_later;            /* flink is on w->flush_later */
     uint8_t pongs_queued;        /* pongs in sq maybe not written yet */
 
     union conn_addr addr;        /* the peer */
@@ -147,6 +148,9 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa,
 /* Writes what is queued; called before each poll for connections on the
    flush list. */
 void conn_flush(struct conn *c);
+/* Puts c on the worker's flush list (off flush_later if it was there):
+   it is written before the next poll. */
+void conn_flush_soon(struct conn *c);
 /* Delivers queued infos and stashed input (from the worker's idle). */
 void conn_run_pending(struct conn *c);
 /* Server stop: 1001 (or the code given) to open connections. */
@@ -166,10 +170,11 @@ void conn_info_arrived(struct conn *c);
  * frame (the whole uncompressed frame of payload, built once) by
  * reference, or payload compressed once per worker and window where c
  * compresses, within send_hard_limit (over it c fails with 1008).
+ * held (worker_fanout_later): it waits for the worker's fan-out tick.
  * Returns 0 or -errno; takes its own references.
  */
 int conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
-                    sock_buf *frame);
+                    sock_buf *frame, bool held);
 /* The inbox overflowed under the close policy: 1008. */
 void conn_fail_inbox(struct conn *c);
 /* c's cold part, allocated if need be; NULL when out of memory. */

@@ -129,9 +129,9 @@ current_id(struct worker *w)
 static struct list info_spare = { &info_spare, &info_spare };
 static unsigned n_info_spare;
 
-int
-messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
-                  sock_id from, sock_buf *topic, sock_buf *data)
+static int
+enqueue(struct conn *c, sock_info_kind kind, uint32_t type, sock_id from,
+        sock_buf *topic, sock_buf *data, bool held)
 {
     struct conn_cold *x;
     struct info *i;
@@ -153,7 +153,8 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
     } else if ((i = malloc(sizeof(*i))) == NULL) {
         return -ENOMEM;
     }
-    i->kind = kind;
+    i->kind = (uint8_t)kind;
+    i->held = held;
     i->type = type;
     i->from = from;
     i->topic = topic ? sock_buf_ref(topic) : NULL;
@@ -162,6 +163,13 @@ messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
     x->inbox_n++;
     conn_info_arrived(c);
     return 0;
+}
+
+int
+messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
+                  sock_id from, sock_buf *topic, sock_buf *data)
+{
+    return enqueue(c, kind, type, from, topic, data, false);
 }
 
 struct info *
@@ -624,6 +632,7 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
     sock_buf *frame[2] = { NULL, NULL }; /* TEXT, BINARY */
     struct list *l, *next;
     sock_buf *b;
+    bool held;
     int rc = 0;
 
     if (t == NULL)
@@ -632,14 +641,14 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
     if (b == NULL)
         return -ENOMEM;
     sock_buf_ref(t->name); /* an inbox overflow may drop the topic */
+    held = worker_fanout_later(w);
     for (l = t->subs.next; l != &t->subs; l = next) {
         struct sub *s = container_of(l, struct sub, tlink);
         sock_buf **f;
 
         next = l->next;
         if (s->frame_op == 0) {
-            messaging_enqueue(s->c, SOCK_INFO_PUBLISH, type, from, t->name,
-                              b);
+            enqueue(s->c, SOCK_INFO_PUBLISH, type, from, t->name, b, held);
             continue;
         }
         f = &frame[s->frame_op == WS_OP_BINARY];
@@ -647,7 +656,7 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
             rc = -ENOMEM;
             continue;
         }
-        conn_push_frame(s->c, s->frame_op, b, *f);
+        conn_push_frame(s->c, s->frame_op, b, *f, held);
     }
     sock_buf_unref(frame[0]);
     sock_buf_unref(frame[1]);
@@ -662,14 +671,16 @@ broadcast_local(struct worker *w, uint32_t type, sock_id from,
 {
     struct list *l;
     sock_buf *b = sock_buf_new(data, len);
+    bool held;
 
     if (b == NULL)
         return -ENOMEM;
+    held = worker_fanout_later(w);
     for (l = w->conns.next; l != &w->conns; l = l->next) {
         struct conn *c = container_of(l, struct conn, link);
 
         if (c->state == CONN_OPEN)
-            messaging_enqueue(c, SOCK_INFO_BROADCAST, type, from, NULL, b);
+            enqueue(c, SOCK_INFO_BROADCAST, type, from, NULL, b, held);
     }
     sock_buf_unref(b);
     return 0;

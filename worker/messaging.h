@@ -20,7 +20,9 @@ struct worker;
 
 struct info {
     struct list link;
-    sock_info_kind kind;
+    uint8_t kind;    /* sock_info_kind */
+    bool held;       /* a fan-out gathered for the next tick: what
+                        handle_info pushes waits for it too */
     uint32_t type;
     sock_id from;
     sock_buf *topic; /* NUL-terminated name, or NULL */

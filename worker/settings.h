@@ -77,6 +77,7 @@ struct server_cfg {
     uint32_t max_headers;          /* 64 */
     uint32_t max_connections;      /* per worker; 0 = from RLIMIT_NOFILE */
     uint64_t max_partial_bytes;    /* 256 MiB per worker: unfinished input */
+    uint32_t fanout_interval_ms;   /* 0: fan-out leaves every iteration */
     uint32_t shutdown_timeout_ms;  /* 10 s */
     uint32_t drain_timeout_ms;     /* 30 s */
     uint32_t drain_spread_ms;      /* 10 s */

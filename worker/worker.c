@@ -106,6 +106,54 @@ worker_wake(struct worker *w)
     ev_idle_start(w->loop, &w->idle);
 }
 
+/*
+ * Fan-out coalescing ([server] fanout_interval). Under a steady stream of
+ * publishes every subscriber would get one write per loop iteration, each
+ * costing a full trip through the kernel's TCP stack (about 80% of a
+ * worker's CPU on a 1000-subscriber broadcast). Instead the first fan-out
+ * after a quiet interval leaves at once, and what follows within the
+ * interval waits on w->flush_later for one tick, which writes each
+ * connection's gathered frames in one go. A connection that gets any
+ * other output meanwhile (a reply, a pong, a close) leaves the list and
+ * takes the held frames with it (conn_want_flush).
+ */
+bool
+worker_fanout_later(struct worker *w)
+{
+    uint32_t ms = w->cfg->server.fanout_interval_ms;
+    ev_tstamp now;
+
+    if (ms == 0)
+        return false;
+    now = ev_now(w->loop);
+    if (now >= w->fanout_next) {
+        w->fanout_next = now + ms / 1000.;
+        return false;
+    }
+    if (!ev_is_active(&w->fanout_timer)) {
+        ev_timer_set(&w->fanout_timer, w->fanout_next - now, 0.);
+        ev_timer_start(w->loop, &w->fanout_timer);
+    }
+    return true;
+}
+
+static void
+worker_on_fanout_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, fanout_timer);
+
+    (void)revents;
+    /* A tick that writes held fan-out starts the next interval; one with
+       nothing left to write (other output took it) lets the next fan-out
+       leave at once. */
+    w->fanout_next = ev_now(loop);
+    if (!list_empty(&w->flush_later))
+        w->fanout_next += w->cfg->server.fanout_interval_ms / 1000.;
+    while (!list_empty(&w->flush_later))
+        conn_flush_soon(container_of(w->flush_later.next, struct conn,
+                                     flink));
+}
+
 static void
 tlist_expired(struct tnode *n, void *ctx)
 {
@@ -286,6 +334,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     w->slot = slot;
     list_init(&w->conns);
     list_init(&w->flush);
+    list_init(&w->flush_later);
     list_init(&w->pending);
     list_init(&w->dead);
     list_init(&w->admin_waiting);
@@ -340,6 +389,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     ev_prepare_start(loop, &w->prepare);
     ev_idle_init(&w->idle, worker_on_idle);
     ev_init(&w->accept_retry, worker_on_accept_retry);
+    ev_init(&w->fanout_timer, worker_on_fanout_tick);
     ev_init(&w->stop_timer, worker_on_stop_timer);
     return w;
 
@@ -459,6 +509,7 @@ worker_free(struct worker *w)
     ev_prepare_stop(w->loop, &w->prepare);
     ev_idle_stop(w->loop, &w->idle);
     ev_timer_stop(w->loop, &w->accept_retry);
+    ev_timer_stop(w->loop, &w->fanout_timer);
     ev_timer_stop(w->loop, &w->stop_timer);
     ev_signal_stop(w->loop, &w->sig_term);
     ev_signal_stop(w->loop, &w->sig_quit);

@@ -112,6 +112,10 @@ struct worker {
     struct appio *appio;      /* apps' watches, timers, sock_post queue */
     struct list conns;        /* every live connection */
     struct list flush;        /* connections with output to write */
+    struct list flush_later;  /* fan-out output held for the next tick */
+    ev_timer fanout_timer;    /* that tick (fanout_interval) */
+    ev_tstamp fanout_next;    /* fan-out before then waits for the tick */
+    bool fanout_held;         /* in handle_info for a held fan-out */
     struct list pending;      /* connections with infos or stashed input */
     struct list dead;         /* torn down, freed before the next poll */
     struct list admin_waiting; /* admin requests other workers owe answers */
@@ -211,6 +215,15 @@ void worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms);
 struct route_rt *worker_route_find(struct worker *w, const char *path);
 /* Makes sure the idle watcher runs (infos or stash to process). */
 void worker_wake(struct worker *w);
+/*
+ * Whether the fan-out starting now (one publish or broadcast to this
+ * worker's subscribers) should wait for the next tick of [server]
+ * fanout_interval instead of leaving before the next poll: asked once
+ * per fan-out. The first fan-out after a quiet interval leaves at once;
+ * what follows within the interval is gathered and written in one go per
+ * connection. Always false when fanout_interval is 0.
+ */
+bool worker_fanout_later(struct worker *w);
 /* A connection went away: stop the loop if shutting down and none is left. */
 void worker_conn_gone(struct worker *w);
 
