@@ -19,12 +19,13 @@ Checked, byte for byte and by opcode and header form:
 
 import asyncio
 import os
+import re
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bustest import (AdminMaster, conns_on_slots, metrics,  # noqa: E402
-                     recv_texts)
+from bustest import (AdminMaster, admin_request,  # noqa: E402
+                     conns_on_slots, metrics, recv_texts)
 from mastertest import MasterTestCase  # noqa: E402
 from sockdtest import (OP_BINARY, OP_TEXT, SockdTestCase,  # noqa: E402
                        WSClient, build_frame, expect_no_frame,
@@ -193,6 +194,44 @@ class FrameSubscribeDeflate(SockdTestCase):
                  ("sock_deflate_messages_total", "sock_deflate_shared_total")}
         self.assertEqual(delta["sock_deflate_shared_total"], msgs)
         self.assertEqual(delta["sock_deflate_messages_total"], msgs)
+
+
+class FrameSubscribeRouteMetrics(SockdTestCase):
+    """Frames fanned out count in their route's messages out, like pushes:
+    sock_route_messages_out_total{route=...} (labels matter here)."""
+
+    def setUp(self):
+        super().setUp()
+        self.admin_port = free_port()
+        self.srv = self.start_server(
+            extra="[route /fs]\napp = {build}/probe.so\n"
+                  "[admin]\nlisten = 127.0.0.1:%d\n" % self.admin_port)
+
+    def route_out(self):
+        status, body = admin_request(self.admin_port, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        out = {}
+        for line in body.decode().splitlines():
+            m = re.match(r'sock_route_messages_out_total\{route="([^"]*)"\} '
+                         r'(\d+)$', line)
+            if m:
+                out[m.group(1)] = int(m.group(2))
+        return out
+
+    def test_frames_count_per_route(self):
+        subs = [self.client("/fs", server=self.srv) for _ in range(3)]
+        pub = self.client("/probe", server=self.srv)
+        for i, c in enumerate(subs):
+            self.assertEqual(c.command("subf t" if i else "subfb t"), "ok")
+        before = self.route_out()
+        for k in range(4):
+            pub.send_text("rpub t m%d" % k)
+        for c in subs:
+            for k in range(4):
+                self.assertEqual(c.recv_message(5)[1], b"m%d" % k)
+        after = self.route_out()
+        self.assertEqual(after["/fs"] - before["/fs"], 12)
+        self.assertEqual(after.get("/probe", 0) - before.get("/probe", 0), 0)
 
 
 if __name__ == "__main__":
