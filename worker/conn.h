@@ -114,27 +114,30 @@ struct conn {
     uint8_t close_err;           /* sock_close_error */
     uint8_t deflate_wbits;       /* our (server) window bits */
 
-    bool reading;                /* io has EV_READ */
-    bool writing;                /* io has EV_WRITE */
-    bool tls_handshaking;        /* before the HTTP request */
-    bool tls_read_wants_write;   /* a read waits for the socket to drain */
-    bool tls_write_wants_read;   /* a write waits for bytes from the peer */
-    bool raw_drain;              /* answered in clear on a TLS port: read
-                                    and drop the rest until EOF */
-    bool deflate_shared_ok;      /* server_no_context_takeover: frames
-                                    compressed once may be shared */
-    bool compress_on;            /* sock_set_compress */
-    bool stop_recorded;
-    bool in_cb;
-    bool inited;
-    bool active;
-    bool above_high;
-    bool awaiting_pong;
-    bool shut_wr;
-    bool want_teardown;
-    bool pong_due;               /* x->pong waits to be queued */
-    bool flush_later;            /* flink is on w->flush_later */
     uint8_t pongs_queued;        /* pongs in sq maybe not written yet */
+
+    /* Flags, as one-bit fields: 18 bools would cost 18 bytes of every
+       connection. None may have its address taken. */
+    bool reading:1;              /* io has EV_READ */
+    bool writing:1;              /* io has EV_WRITE */
+    bool tls_handshaking:1;      /* before the HTTP request */
+    bool tls_read_wants_write:1; /* a read waits for the socket to drain */
+    bool tls_write_wants_read:1; /* a write waits for bytes from the peer */
+    bool raw_drain:1;            /* answered in clear on a TLS port: read
+                                    and drop the rest until EOF */
+    bool deflate_shared_ok:1;    /* server_no_context_takeover: frames
+                                    compressed once may be shared */
+    bool compress_on:1;          /* sock_set_compress */
+    bool stop_recorded:1;
+    bool in_cb:1;
+    bool inited:1;
+    bool active:1;
+    bool above_high:1;
+    bool awaiting_pong:1;
+    bool shut_wr:1;
+    bool want_teardown:1;
+    bool pong_due:1;             /* x->pong waits to be queued */
+    bool flush_later:1;          /* flink is on w->flush_later */
 
     union conn_addr addr;        /* the peer */
     ev_tstamp opened_at;         /* the 101, for sockctl conns */
