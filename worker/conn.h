@@ -1,10 +1,11 @@
 /*
  * conn.h: one client connection, from accept through the HTTP upgrade
- * (conn_upgrade.h), RFC 6455 framing (the receive side's state machine is
- * ws_session.h: conn.c feeds it and acts on its events) and the close
- * handshake to its teardown, and the calls into its app. The layout is
- * here because the worker's lists, the messaging code (messaging.c) and
- * the upgrade (conn_upgrade.c) use its fields.
+ * (conn_upgrade.c), RFC 6455 framing (output: conn_send.c; input:
+ * conn_recv.c, which feeds ws_session.h's state machine and acts on its
+ * events) and the close handshake to its teardown (conn.c), and the calls
+ * into its app (conn_ops.c). The layout is here because those parts, the
+ * worker's lists, the messaging code (messaging.c) and admin.c use its
+ * fields.
  */
 #ifndef SOCK_CONN_H
 #define SOCK_CONN_H

@@ -69,7 +69,8 @@ struct worker_stats {
     uint64_t open, draining;      /* gauges: open WebSocket connections */
     uint64_t deflate_msgs, deflate_in, deflate_out; /* compressed by us */
     uint64_t deflate_shared;      /* of those, compressed once and shared */
-    uint64_t partial_bytes;       /* gauge: unfinished input held (conn.c) */
+    uint64_t partial_bytes;       /* gauge: unfinished input held
+                                     (conn_recv.c) */
     uint64_t partial_closes;      /* closed 1009 over max_partial_bytes */
     uint64_t message_timeouts;    /* closed 1008 over message_timeout */
     uint64_t pongs_coalesced;     /* pings answered by a later ping's pong */
@@ -105,7 +106,7 @@ struct worker {
     size_t rbuf_size;
     struct idmap ids;         /* serial -> open connection */
     struct tlist_set *timers;
-    struct tlist_set *msg_timers; /* message_timeout (conn.c) */
+    struct tlist_set *msg_timers; /* message_timeout (conn_recv.c) */
     struct topics *topics;
     struct bus *bus;          /* to the other workers; NULL with workers = 0 */
     struct redis *redis;      /* to other machines; NULL without [redis] */
@@ -137,8 +138,9 @@ struct worker {
     /* Under a master (wctl.c): the control channel, count reports, the
        reload drain, and the shared per-slot connection counts that keep
        accepting balanced (nginx's accept_disabled). */
-    /* Broadcast compression (conn.c): the info payload being delivered,
-       and frames compressed once from such payloads, by window bits. */
+    /* Broadcast compression (conn_send.c): the info payload being
+       delivered, and frames compressed once from such payloads, by window
+       bits. */
     sock_buf *delivering;
     struct deflate_cache {
         sock_buf *key;            /* the payload (a ref keeps it unique) */

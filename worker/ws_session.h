@@ -3,7 +3,7 @@
  * permessage-deflate, RFC 7692) without I/O: bytes in, events out. Frame
  * headers (ws_frame.h), fragment reassembly, control frames between
  * fragments, the close frame's payload, UTF-8 checked as bytes arrive
- * (fail fast), inflate, and the size limits. The caller (conn.c) owns the
+ * (fail fast), inflate, and the size limits. The caller (conn_recv.c) owns the
  * socket, the app and what a failure costs the connection.
  */
 #ifndef SOCK_WS_SESSION_H

@@ -1,0 +1,471 @@
+/*
+ * conn_send.c: a connection's output side: frames queued (the app's, our
+ * pongs, pings and close), compressed per connection or once per worker
+ * for fan-out, written with one writev per flush, and the backpressure
+ * that follows (send_hard_limit fails the connection, the low watermark
+ * calls handle_writable). Queueing itself is sendq.c's; when a write
+ * happens (flush before the poll, held fan-out) is decided here and in
+ * worker.c.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "conn_impl.h"
+#include "log.h"
+#include "tls.h"
+#include "ws_deflate.h"
+#include "worker.h"
+
+#define CONN_WRITES_PER_FLUSH 16
+/*
+ * Pongs that may sit unwritten in a send queue. A ping beyond them is
+ * answered later by one pong carrying the latest ping's payload (RFC 6455
+ * §5.5.3 allows answering only the most recent), so a ping flood costs a
+ * client that never reads at most this many pongs, not one per ping,
+ * while a burst of a few pings still gets every pong.
+ */
+#define CONN_PONGS_QUEUED 16
+
+void
+conn_flush_soon(struct conn *c)
+{
+    conn_want_flush(c);
+}
+
+/* Output of a fan-out the worker holds for its next tick
+   (worker_fanout_later): written then, or with c's next other output. */
+static void
+conn_want_flush_held(struct conn *c)
+{
+    if (!list_empty(&c->flink) || c->writing)
+        return; /* already due, or waiting for the socket */
+    list_insert_tail(&c->w->flush_later, &c->flink);
+    c->flush_later = true;
+}
+
+/* One message queued to c: the worker's and the route's counters. */
+static void
+conn_count_out(struct conn *c)
+{
+    c->w->stats->msgs_out++;
+    conn_route_stats(c)->msgs_out++;
+}
+
+/* ---- Compression ------------------------------------------------------- */
+
+/*
+ * The worker's compressor for c's window, level and memory level: a fresh
+ * context per message, so under server_no_context_takeover one stream
+ * serves every connection. Its ~256 KiB stay hot in the cache, where one
+ * stream per connection (100 connections: 25 MiB) missed on every hash
+ * lookup (perf: 25% of the worker on one load in deflate_fast). NULL if
+ * it cannot be made.
+ */
+static struct ws_deflate_shared *
+conn_worker_deflater(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct route_opts *o = conn_opts(c);
+    int wb = c->deflate_wbits, key = wb << 8 | o->compress_level << 4 |
+                                     o->compress_mem_level;
+    unsigned i;
+
+    for (i = 0; i < ARRAY_SIZE(w->dshared); i++)
+        if (w->dshared[i] == NULL || w->dshared_key[i] == key)
+            break;
+    if (i == ARRAY_SIZE(w->dshared))
+        return NULL;
+    if (w->dshared[i] == NULL) {
+        w->dshared[i] = ws_deflate_shared_new(o->compress_level,
+                                              o->compress_mem_level, wb);
+        w->dshared_key[i] = key;
+    }
+    return w->dshared[i];
+}
+
+/*
+ * The compressed form of the info payload being delivered, made once per
+ * worker and window for every connection that agreed
+ * server_no_context_takeover (DESIGN §7, §8). NULL if it cannot be made.
+ */
+static sock_buf *
+conn_shared_deflate(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct route_opts *o = conn_opts(c);
+    int wb = c->deflate_wbits;
+    struct ws_deflate_shared *z;
+    struct ws_dbuf out = { 0 };
+    struct deflate_cache *e;
+    unsigned i, slot = 0;
+
+    for (i = 0; i < ARRAY_SIZE(w->dcache); i++) {
+        e = &w->dcache[i];
+        if (e->key == w->delivering && e->wbits == wb &&
+            e->level == o->compress_level && e->mem_level ==
+            o->compress_mem_level)
+            return e->val;
+    }
+    z = conn_worker_deflater(c);
+    if (z == NULL || ws_deflate_shared_compress(z, w->delivering->data,
+                                                w->delivering->len,
+                                                &out) != 0) {
+        free(out.p);
+        return NULL;
+    }
+    slot = w->dcache_next++ % ARRAY_SIZE(w->dcache);
+    e = &w->dcache[slot];
+    sock_buf_unref(e->key);
+    sock_buf_unref(e->val);
+    e->key = sock_buf_ref(w->delivering);
+    e->val = sock_buf_new(out.p, out.len);
+    e->wbits = wb;
+    e->level = o->compress_level;
+    e->mem_level = o->compress_mem_level;
+    free(out.p);
+    w->stats->deflate_msgs++;
+    w->stats->deflate_shared++;
+    w->stats->deflate_in += w->delivering->len;
+    w->stats->deflate_out += e->val ? e->val->len : 0;
+    return e->val;
+}
+
+static bool
+conn_should_compress(const struct conn *c, uint8_t op, size_t len,
+                     unsigned flags)
+{
+    return c->deflate != NULL && c->compress_on &&
+           (op == WS_OP_TEXT || op == WS_OP_BINARY) &&
+           !(flags & SOCK_PUSH_NO_COMPRESS) &&
+           len >= conn_opts(c)->compress_threshold;
+}
+
+/* A data message with RSV1 (§6.1 of RFC 7692): compressed per connection,
+   or shared when it is the info payload being fanned out. */
+static int
+conn_queue_compressed(struct conn *c, uint8_t op, const void *data,
+                      size_t len)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER];
+    struct ws_dbuf out = { 0 };
+    struct ws_deflate_shared *z = NULL;
+    sock_buf *shared = NULL;
+    size_t hlen;
+    int rc;
+
+    if (c->deflate_shared_ok && c->w->delivering != NULL &&
+        data == c->w->delivering->data && len == c->w->delivering->len)
+        shared = conn_shared_deflate(c);
+    if (shared != NULL) {
+        hlen = ws_frame_header_write(hdr, true, WS_RSV1, op, shared->len);
+        return sendq_append_buf(&c->sq, hdr, hlen, shared);
+    }
+    if (c->deflate_shared_ok)
+        z = conn_worker_deflater(c);
+    rc = z != NULL ? ws_deflate_shared_compress(z, data, len, &out)
+                   : ws_deflate_compress(c->deflate, data, len, &out);
+    if (rc != 0) {
+        free(out.p);
+        return rc;
+    }
+    hlen = ws_frame_header_write(hdr, true, WS_RSV1, op, out.len);
+    rc = sendq_append(&c->sq, hdr, hlen, out.p, out.len);
+    if (rc != 0 && z == NULL) /* the client will never see it: forget it */
+        ws_deflate_tx_reset(c->deflate);
+    c->w->stats->deflate_msgs++;
+    c->w->stats->deflate_in += len;
+    c->w->stats->deflate_out += out.len;
+    free(out.p);
+    return rc;
+}
+
+/* ---- Queueing frames --------------------------------------------------- */
+
+int
+conn_queue_frame_ex(struct conn *c, uint8_t op, const void *data, size_t len,
+                    sock_buf *b, unsigned flags)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER];
+    size_t hlen;
+    int rc;
+
+    if (conn_should_compress(c, op, len, flags)) {
+        rc = conn_queue_compressed(c, op, data, len);
+    } else {
+        hlen = ws_frame_header_write(hdr, true, 0, op, len);
+        rc = b != NULL ? sendq_append_buf(&c->sq, hdr, hlen, b)
+                       : sendq_append(&c->sq, hdr, hlen, data, len);
+    }
+    if (rc != 0)
+        return rc;
+    conn_count_out(c);
+    if (c->w->fanout_held)
+        conn_want_flush_held(c); /* handle_info for a held publish */
+    else
+        conn_want_flush(c);
+    return 0;
+}
+
+/* Control frames and our own frames: never compressed. */
+static int
+conn_queue_frame(struct conn *c, uint8_t op, const void *data, size_t len,
+                 sock_buf *b)
+{
+    return conn_queue_frame_ex(c, op, data, len, b, SOCK_PUSH_NO_COMPRESS);
+}
+
+void
+conn_queue_close(struct conn *c, uint16_t code, const char *reason,
+                 size_t len)
+{
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t plen = 0;
+
+    /* 1005 means "no code": an empty close frame (§7.4.1). */
+    if (code != 1005 && code != 0)
+        plen = ws_close_payload_write(payload, code, reason, len);
+    c->code_sent = code == 1005 ? 0 : code;
+    conn_queue_frame(c, WS_OP_CLOSE, payload, plen, NULL);
+}
+
+/*
+ * Whether len more bytes fit under send_hard_limit. If not, the
+ * connection fails with 1008, as for an app push over it (DESIGN §3.4):
+ * every frame counts, ours (pongs, pings) too. The close frame is the one
+ * frame queued past the limit, once per connection.
+ */
+bool
+conn_fits(struct conn *c, size_t len)
+{
+    if (c->sq.bytes + len <= conn_opts(c)->send_hard_limit)
+        return true;
+    log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
+             (unsigned long long)c->id, PEER(c), c->sq.bytes);
+    conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
+    return false;
+}
+
+/* A pong or ping of the server's own, within the send limits. */
+int
+conn_queue_own(struct conn *c, uint8_t op, const void *data, size_t len)
+{
+    if (!conn_fits(c, len))
+        return -ENOBUFS;
+    return conn_queue_frame(c, op, data, len, NULL);
+}
+
+int
+conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
+                sock_buf *frame, bool held)
+{
+    struct worker *w = c->w;
+    sock_buf *was;
+    int rc;
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    if (!conn_fits(c, payload->len))
+        return -ENOBUFS;
+    if (conn_should_compress(c, op, payload->len, 0)) {
+        was = w->delivering; /* a publish from inside handle_info */
+        w->delivering = payload;
+        rc = conn_queue_compressed(c, op, payload->data, payload->len);
+        w->delivering = was;
+    } else {
+        rc = sendq_append_buf(&c->sq, NULL, 0, frame);
+    }
+    if (rc != 0)
+        return rc;
+    conn_count_out(c);
+    if (held)
+        conn_want_flush_held(c);
+    else
+        conn_want_flush(c);
+    if (c->sq.bytes >= conn_opts(c)->send_high_watermark)
+        c->above_high = true;
+    return 0;
+}
+
+/* ---- Pongs ------------------------------------------------------------- */
+
+/* n more bytes of the queue left: are the queued pongs all out? */
+static void
+conn_pongs_written(struct conn *c, size_t n)
+{
+    if (n < c->pong_left) {
+        c->pong_left -= n;
+        return;
+    }
+    c->pong_left = 0;
+    c->pongs_queued = 0;
+}
+
+/*
+ * Answers a ping (§5.5.2): at once while fewer than CONN_PONGS_QUEUED
+ * pongs may be unwritten, else in x->pong, overwritten by any later ping
+ * and queued when those have left (conn_queue_due_pong).
+ */
+void
+conn_answer_ping(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct conn_cold *x;
+
+    if (c->pongs_queued < CONN_PONGS_QUEUED) {
+        if (conn_queue_own(c, WS_OP_PONG, p, len) == 0) {
+            c->pongs_queued++;
+            c->pong_left = c->sq.bytes;
+        }
+        return;
+    }
+    if ((x = conn_cold(c)) == NULL ||
+        (x->pong == NULL && (x->pong = malloc(WS_MAX_CONTROL)) == NULL))
+        return;
+    if (c->pong_due)
+        c->w->stats->pongs_coalesced++;
+    memcpy(x->pong, p, len);
+    x->pong_len = (uint8_t)len;
+    c->pong_due = true;
+}
+
+/* After a write: the waiting pong goes once the queued ones have left. */
+static void
+conn_queue_due_pong(struct conn *c)
+{
+    if (!c->pong_due || c->pongs_queued >= CONN_PONGS_QUEUED)
+        return;
+    c->pong_due = false;
+    if (c->state == CONN_OPEN)
+        conn_answer_ping(c, c->x->pong, c->x->pong_len);
+}
+
+/* ---- Writing ----------------------------------------------------------- */
+
+static ssize_t
+conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    struct conn *c = ctx;
+    ssize_t n;
+    int want = 0;
+
+    if (c->tls != NULL) {
+        n = tls_writev(c->tls, iov, iovcnt, &want);
+        /* A TLS write may need the peer's bytes first: the read side
+           resumes it, so the write watcher must not spin meanwhile. */
+        c->tls_write_wants_read = n == -EAGAIN && want == TLS_WANT_READ;
+        if (n > 0)
+            c->w->stats->bytes_out += (uint64_t)n;
+        if (n > 0 && c->pongs_queued > 0)
+            conn_pongs_written(c, (size_t)n);
+        return n;
+    }
+    do {
+        /* send(2) skips writev's iovec import: most flushes are one
+           contiguous chunk. Several go by sendmsg(2), not writev(2):
+           the socket call skips the VFS write path (vfs_writev and
+           fdget_pos took ~6% of the worker's samples on pipelined
+           echo). */
+        if (iovcnt == 1) {
+            n = send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr mh = { .msg_iov = (struct iovec *)iov,
+                                 .msg_iovlen = (size_t)iovcnt };
+
+            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        }
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    c->w->stats->bytes_out += (uint64_t)n;
+    if (c->pongs_queued > 0)
+        conn_pongs_written(c, (size_t)n);
+    return n;
+}
+
+/*
+ * Writes bytes at once when nothing is queued ahead of them (the 101):
+ * no send chunk per handshake, and no wait for the end of the iteration.
+ * What the socket does not take, or an error, goes through the queue,
+ * where conn_flush deals with it as with any other write.
+ */
+int
+conn_send_now(struct conn *c, const void *p, size_t len)
+{
+    struct iovec iov = { (void *)p, len };
+    ssize_t n = 0;
+
+    if (c->sq.bytes == 0 && !c->writing) {
+        n = conn_writev(c, &iov, 1);
+        if (n < 0)
+            n = 0;
+        if ((size_t)n == len)
+            return 0;
+    }
+    conn_want_flush(c);
+    return sendq_append(&c->sq, NULL, 0, (const uint8_t *)p + n,
+                        len - (size_t)n);
+}
+
+static void
+conn_call_writable(struct conn *c)
+{
+    const sock_app *app = c->route->app;
+    sock_ret ret;
+
+    if (app->handle_writable == NULL || c->state != CONN_OPEN)
+        return;
+    cb_enter(c);
+    ret = app->handle_writable(&c->base, &c->app_state);
+    cb_leave(c);
+    conn_after_app(c, ret);
+}
+
+void
+conn_flush(struct conn *c)
+{
+    int rc;
+
+    list_remove(&c->flink);
+    c->flush_later = false;
+    if (c->state == CONN_DEAD)
+        return;
+    rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);
+    if (rc >= 0 && c->pong_due) {
+        conn_queue_due_pong(c);
+        rc = c->sq.bytes > 0 ? MAX(rc, 1) : rc; /* written on the next go */
+    }
+    if (rc < 0) {
+        log_debug("event=write_error conn=%llx peer=%s error=\"%s\"",
+                  (unsigned long long)c->id, PEER(c), strerror(-rc));
+        if (c->close_kind == 0) {
+            c->close_kind = SOCK_CLOSE_ERROR;
+            c->close_err = SOCK_ERR_IO;
+        }
+        c->want_teardown = true;
+        conn_settle(c);
+        return;
+    }
+    if (rc > 0) {
+        if (!c->tls_write_wants_read)
+            conn_want_write(c, true);
+        return;
+    }
+    if (!c->tls_read_wants_write && !c->tls_handshaking)
+        conn_want_write(c, false);
+    if (c->state == CONN_FINISH && !c->shut_wr) {
+        if (c->tls != NULL)
+            tls_shutdown(c->tls); /* close_notify, best effort */
+        shutdown(c->fd, SHUT_WR);
+        c->shut_wr = true;
+    }
+    if (c->above_high && c->route != NULL &&
+        c->sq.bytes < conn_opts(c)->send_low_watermark) {
+        c->above_high = false;
+        conn_call_writable(c);
+    }
+    conn_settle(c);
+}
