@@ -2,8 +2,9 @@
  * config.h: the INI configuration file (DESIGN §6), parsed with libinih.
  * Every unknown section or key and every bad value is reported as
  * "FILE:LINE: message"; nothing is half-applied. config.c reads the file,
- * config_keys.c holds the key table (and config_dump), config_value.c
- * the value syntax, config_check.c the checks across keys.
+ * config_keys.c holds the key table (and config_dump, declared in
+ * config_keys.h next to the table it walks), config_value.c the value
+ * syntax, config_check.c the checks across keys.
  */
 #ifndef SOCK_CONFIG_H
 #define SOCK_CONFIG_H
@@ -25,9 +26,6 @@ struct config *config_load(const char *path, char **errors);
 struct config *config_parse_string(const char *text, const char *name,
                                    char **errors);
 void config_free(struct config *c);
-/* Writes c to out in the file's syntax, every key of every section with
-   its effective value, defaults included (sockd -T). */
-void config_dump(const struct config *c, FILE *out);
 
 /* The defaults of DESIGN §6, for a route not configured at all. */
 void config_route_opts_default(struct route_opts *o);

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "common.h"
-#include "config.h"
 #include "config_value.h"
+#include "settings.h"
 #include "log.h"
 
 static const struct type_info {

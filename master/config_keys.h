@@ -1,8 +1,9 @@
 /*
  * config_keys.h: the keys of sockd.conf(5): for each its name, the
  * sections it may stand in, the struct member it sets, its kind of value
- * and its bounds; and reading a value into a member by that table.
- * Sections and line bookkeeping are config.c's.
+ * and its bounds; reading a value into a member by that table, and
+ * writing a whole config out by it (sockd -T). Sections and line
+ * bookkeeping are config.c's.
  */
 #ifndef SOCK_CONFIG_KEYS_H
 #define SOCK_CONFIG_KEYS_H
@@ -10,6 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+struct config;
 
 enum key_type {
     KT_DURATION,    /* uint32_t milliseconds */
@@ -81,5 +85,8 @@ void config_key_store(const struct key *k, void *base, union value *v);
 /* Copies the member k names from src to dst, which holds nothing yet;
    0 or -ENOMEM. */
 int config_key_copy(const struct key *k, void *dst, const void *src);
+/* Writes c to out in the file's syntax, every key of every section with
+   its effective value, defaults included (sockd -T). */
+void config_dump(const struct config *c, FILE *out);
 
 #endif

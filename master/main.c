@@ -15,6 +15,7 @@
 
 #include "apps.h"
 #include "config.h"
+#include "config_keys.h"
 #include "ctl.h"
 #include "master.h"
 #include "tls.h"

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "config_keys.h"
 #include "log.h"
 #include "testutil.h"
 
