@@ -19,7 +19,7 @@
 
 #include "appio.h"
 #include "messaging.h"
-#include "worker.h"
+#include "wstate.h"
 
 static struct worker *
 bare_worker(void)

@@ -33,7 +33,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "metrics.h"
-#include "worker.h"
+#include "wstate.h"
 
 #define ADMIN_MAX_URL 2048
 #define ADMIN_MAX_BODY (1024 * 1024)

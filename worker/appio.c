@@ -19,7 +19,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "pending.h"
-#include "worker.h"
+#include "wstate.h"
 
 #define APPIO_BATCH 1024
 

@@ -33,7 +33,7 @@
 #include "ws_deflate.h"
 #include "ws_session.h"
 #include "wctl.h"
-#include "worker.h"
+#include "wstate.h"
 
 static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
 

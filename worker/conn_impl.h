@@ -13,7 +13,7 @@
 
 #include "conn.h"
 #include "messaging.h"
-#include "worker.h"
+#include "wstate.h"
 
 struct route_opts;
 

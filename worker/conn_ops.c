@@ -15,7 +15,7 @@
 #include "log.h"
 #include "messaging.h"
 #include "tls.h"
-#include "worker.h"
+#include "wstate.h"
 
 /* The reason an app stopped with, as (pointer, length). */
 #define STOP_REASON(c) ((c)->x ? (c)->x->stop_reason : NULL), \

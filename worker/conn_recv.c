@@ -19,7 +19,7 @@
 #include "pending.h"
 #include "tls.h"
 #include "ws_session.h"
-#include "worker.h"
+#include "wstate.h"
 
 /* Inbound bytes: the only thing that resets the idle timeout. */
 static void

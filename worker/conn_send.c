@@ -19,7 +19,7 @@
 #include "log.h"
 #include "tls.h"
 #include "ws_deflate.h"
-#include "worker.h"
+#include "wstate.h"
 
 #define CONN_WRITES_PER_FLUSH 16
 /*

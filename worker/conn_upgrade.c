@@ -18,7 +18,7 @@
 #include "log.h"
 #include "pending.h"
 #include "static.h"
-#include "worker.h"
+#include "wstate.h"
 #include "ws_deflate.h"
 #include "ws_handshake.h"
 

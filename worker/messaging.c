@@ -23,7 +23,7 @@
 #include "pending.h"
 #include "log.h"
 #include "redis.h"
-#include "worker.h"
+#include "wstate.h"
 #include "ws_frame.h"
 
 struct topic {

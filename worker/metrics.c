@@ -15,7 +15,7 @@
 
 #include "common.h"
 #include "procstat.h"
-#include "worker.h"
+#include "wstate.h"
 
 static size_t
 metric(char *buf, size_t size, size_t off, const char *name,

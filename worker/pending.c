@@ -21,7 +21,7 @@
 #include "conn.h"
 #include "conn_upgrade.h"
 #include "log.h"
-#include "worker.h"
+#include "wstate.h"
 #include "ws_handshake.h"
 
 struct wpending {

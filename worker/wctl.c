@@ -1,7 +1,8 @@
 /*
  * wctl.c: see wctl.h. Commands are the short ASCII words of channel.h;
  * unknown ones are logged and ignored so that a newer master can talk to
- * an older worker.
+ * an older worker. What quit, stop and fast do to the worker is worker.c's
+ * (w->ctl_ops).
  */
 #include "wctl.h"
 
@@ -14,15 +15,12 @@
 
 #include "bus.h"
 #include "channel.h"
-#include "conn.h"
 #include "log.h"
-#include "messaging.h"
-#include "worker.h"
+#include "wstate.h"
 
 #define WCTL_REPORT_INTERVAL 0.1 /* seconds between count reports */
-#define WCTL_DRAIN_TICK 0.05     /* seconds between drain close batches */
 
-static void
+void
 wctl_send(struct worker *w, const char *msg)
 {
     if (w->chan_fd < 0)
@@ -98,12 +96,11 @@ wctl_command(struct worker *w, const char *cmd)
     const char *arg;
 
     if (strcmp(cmd, CHAN_QUIT) == 0) {
-        worker_drain(w);
+        w->ctl_ops->drain(w);
     } else if (strcmp(cmd, CHAN_STOP) == 0) {
-        worker_shutdown(w, 0,
-                        w->cfg->server.shutdown_timeout_ms);
+        w->ctl_ops->stop(w);
     } else if (strcmp(cmd, CHAN_FAST) == 0) {
-        worker_fast_stop(w);
+        w->ctl_ops->fast(w);
     } else if (strcmp(cmd, CHAN_REOPEN) == 0) {
         int rc = log_reopen(w->cfg->server.log_file);
 
@@ -138,8 +135,7 @@ wctl_on_read(struct ev_loop *loop, ev_io *io, int revents)
         /* The master is gone: serve no new clients, close the rest. */
         log_warn("event=master_gone action=stop");
         wctl_detach(w);
-        worker_shutdown(w, 0,
-                        w->cfg->server.shutdown_timeout_ms);
+        w->ctl_ops->stop(w);
         return;
     }
     buf[n] = '\0';
@@ -165,69 +161,4 @@ wctl_detach(struct worker *w)
     ev_timer_stop(w->loop, &w->report_timer);
     close(w->chan_fd);
     w->chan_fd = -1;
-}
-
-/* ---- Drain ------------------------------------------------------------- */
-
-static void
-drain_tick(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct worker *w = container_of(t, struct worker, drain_timer);
-    size_t batch;
-
-    (void)loop;
-    (void)revents;
-    /* Spread the 1012s so the clients do not all reconnect at once. */
-    if (w->drain_ticks_left <= 1)
-        batch = w->n_conns;
-    else
-        batch = (w->n_conns + w->drain_ticks_left - 1) / w->drain_ticks_left;
-    if (w->drain_ticks_left > 0)
-        w->drain_ticks_left--;
-    for (struct list *l = w->conns.next; l != &w->conns && batch > 0;) {
-        struct conn *c = container_of(l, struct conn, link);
-
-        l = l->next;
-        if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
-            conn_shutdown(c, 1012);
-            batch--;
-        }
-    }
-    if (w->n_conns > 0) {
-        ev_timer_set(t, WCTL_DRAIN_TICK, 0.);
-        ev_timer_start(w->loop, t);
-    }
-}
-
-void
-worker_drain(struct worker *w)
-{
-    const struct server_cfg *s = &w->cfg->server;
-
-    if (w->stopping)
-        return;
-    w->draining = true;
-    worker_stop_accepting(w);
-    wctl_send(w, CHAN_DRAINING); /* the master answers the reload now */
-    /* Our copies of the listening sockets go: a reuseport socket of a slot
-       the new generation no longer has must leave the kernel's group. */
-    worker_close_listeners(w);
-    log_info("event=drain open=%zu drain_timeout_ms=%u", w->n_conns,
-             s->drain_timeout_ms);
-    for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {
-        struct conn *c = container_of(l, struct conn, link);
-
-        if (c->state == CONN_OPEN)
-            messaging_enqueue(c, SOCK_INFO_DRAIN, 0, 0, NULL, NULL);
-    }
-    w->drain_ticks_left = (unsigned)(s->drain_spread_ms / 1000.0 /
-                                     WCTL_DRAIN_TICK) + 1;
-    ev_init(&w->drain_timer, drain_tick);
-    ev_timer_set(&w->drain_timer, s->drain_timeout_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &w->drain_timer);
-    /* The hard cap: worker_shutdown_timeout after the drain began. */
-    w->stopping = true;
-    ev_timer_set(&w->stop_timer, s->worker_shutdown_timeout_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &w->stop_timer);
-    worker_conn_gone(w);
 }

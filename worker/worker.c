@@ -23,6 +23,7 @@
 #include "appio.h"
 #include "apps.h"
 #include "bus.h"
+#include "channel.h"
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
@@ -38,6 +39,7 @@
 #define WORKER_PENDING_BATCH 256
 #define WORKER_FLUSH_BATCH 128
 #define WORKER_FD_RESERVE 32
+#define WORKER_DRAIN_TICK 0.05 /* seconds between drain close batches */
 
 static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
 static void worker_on_accept_retry(struct ev_loop *loop, ev_timer *t,
@@ -45,6 +47,7 @@ static void worker_on_accept_retry(struct ev_loop *loop, ev_timer *t,
 static void worker_on_stop_timer(struct ev_loop *loop, ev_timer *t,
                                  int revents);
 static void worker_teardown_apps(struct worker *w);
+static const struct wctl_ops worker_ctl_ops;
 
 static void
 worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
@@ -98,43 +101,6 @@ worker_on_idle(struct ev_loop *loop, ev_idle *idle, int revents)
     }
     if (list_empty(&w->pending) && list_empty(&w->flush))
         ev_idle_stop(loop, idle);
-}
-
-void
-worker_wake(struct worker *w)
-{
-    ev_idle_start(w->loop, &w->idle);
-}
-
-/*
- * Fan-out coalescing ([server] fanout_interval). Under a steady stream of
- * publishes every subscriber would get one write per loop iteration, each
- * costing a full trip through the kernel's TCP stack (about 80% of a
- * worker's CPU on a 1000-subscriber broadcast). Instead the first fan-out
- * after a quiet interval leaves at once, and what follows within the
- * interval waits on w->flush_later for one tick, which writes each
- * connection's gathered frames in one go. A connection that gets any
- * other output meanwhile (a reply, a pong, a close) leaves the list and
- * takes the held frames with it (conn_want_flush).
- */
-bool
-worker_fanout_later(struct worker *w)
-{
-    uint32_t ms = w->cfg->server.fanout_interval_ms;
-    ev_tstamp now;
-
-    if (ms == 0)
-        return false;
-    now = ev_now(w->loop);
-    if (now >= w->fanout_next) {
-        w->fanout_next = now + ms / 1000.;
-        return false;
-    }
-    if (!ev_is_active(&w->fanout_timer)) {
-        ev_timer_set(&w->fanout_timer, w->fanout_next - now, 0.);
-        ev_timer_start(w->loop, &w->fanout_timer);
-    }
-    return true;
 }
 
 static void
@@ -195,15 +161,6 @@ worker_load_tls(struct worker *w, const struct tls_ticket_keys *keys,
         }
     }
     return 0;
-}
-
-struct route_rt *
-worker_route_find(struct worker *w, const char *path)
-{
-    for (size_t i = 0; i < w->n_routes; i++)
-        if (strcmp(w->routes[i].cfg->path, path) == 0)
-            return &w->routes[i];
-    return NULL;
 }
 
 /*
@@ -340,6 +297,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->admin_waiting);
     idmap_init(&w->ids);
     w->chan_fd = -1;
+    w->ctl_ops = &worker_ctl_ops;
     /* Held for the moment accept finds no fd (worker_refuse_no_fd). */
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->stats = w->stats_all = &w->own_stats;
@@ -396,71 +354,6 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
 fail:
     worker_free(w);
     return NULL;
-}
-
-void
-worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
-{
-    sum->accepted += s->accepted;
-    sum->opened += s->opened;
-    sum->closed += s->closed;
-    sum->refused_full += s->refused_full;
-    sum->handshake_failed += s->handshake_failed;
-    sum->msgs_in += s->msgs_in;
-    sum->msgs_out += s->msgs_out;
-    sum->bytes_in += s->bytes_in;
-    sum->bytes_out += s->bytes_out;
-    sum->infos_sent += s->infos_sent;
-    sum->infos_dropped += s->infos_dropped;
-    sum->infos_stale += s->infos_stale;
-    sum->deflate_msgs += s->deflate_msgs;
-    sum->deflate_shared += s->deflate_shared;
-    sum->deflate_in += s->deflate_in;
-    sum->deflate_out += s->deflate_out;
-    sum->partial_closes += s->partial_closes;
-    sum->message_timeouts += s->message_timeouts;
-    sum->pongs_coalesced += s->pongs_coalesced;
-    sum->redis.published += s->redis.published;
-    sum->redis.received += s->redis.received;
-    sum->redis.dropped += s->redis.dropped;
-    sum->redis.malformed += s->redis.malformed;
-    sum->redis.unrouted += s->redis.unrouted;
-    sum->redis.connects += s->redis.connects;
-    sum->redis.node_clashes += s->redis.node_clashes;
-    sum->workers_died += s->workers_died;
-    sum->workers_hung += s->workers_hung;
-    sum->reloads += s->reloads;
-    sum->reloads_failed += s->reloads_failed;
-    for (size_t i = 0; i < WORKER_CLOSE_KINDS; i++)
-        sum->closed_kind[i] += s->closed_kind[i];
-    for (size_t i = 0; i < WORKER_CLOSE_ERRORS; i++)
-        sum->closed_error[i] += s->closed_error[i];
-    for (size_t i = 0; i < WORKER_ROUTE_STATS && s->route[i].path[0]; i++) {
-        const struct worker_route_stats *r = &s->route[i];
-        struct worker_route_stats *t = worker_route_stats_for(sum, r->path);
-
-        t->opened += r->opened;
-        t->closed += r->closed;
-        t->msgs_in += r->msgs_in;
-        t->msgs_out += r->msgs_out;
-    }
-}
-
-struct worker_route_stats *
-worker_route_stats_for(struct worker_stats *sum, const char *path)
-{
-    struct worker_route_stats *last = &sum->route[WORKER_ROUTE_STATS - 1];
-
-    for (size_t i = 0; i < WORKER_ROUTE_STATS - 1; i++) {
-        struct worker_route_stats *r = &sum->route[i];
-
-        if (r->path[0] == '\0')
-            snprintf(r->path, sizeof(r->path), "%s", path);
-        if (strncmp(r->path, path, sizeof(r->path) - 1) == 0)
-            return r; /* (a path cut to fit matches its whole self) */
-    }
-    snprintf(last->path, sizeof(last->path), "other");
-    return last;
 }
 
 void
@@ -755,13 +648,6 @@ worker_fast_stop(struct worker *w)
     ev_break(w->loop, EVBREAK_ALL);
 }
 
-void
-worker_conn_gone(struct worker *w)
-{
-    if (w->stopping && w->n_conns == 0)
-        ev_break(w->loop, EVBREAK_ALL);
-}
-
 static void
 worker_on_stop_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -798,6 +684,90 @@ worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms)
     ev_timer_start(w->loop, &w->stop_timer);
     worker_conn_gone(w);
 }
+
+/* ---- Reload drain ----------------------------------------------------- */
+
+static void
+drain_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, drain_timer);
+    size_t batch;
+
+    (void)loop;
+    (void)revents;
+    /* Spread the 1012s so the clients do not all reconnect at once. */
+    if (w->drain_ticks_left <= 1)
+        batch = w->n_conns;
+    else
+        batch = (w->n_conns + w->drain_ticks_left - 1) / w->drain_ticks_left;
+    if (w->drain_ticks_left > 0)
+        w->drain_ticks_left--;
+    for (struct list *l = w->conns.next; l != &w->conns && batch > 0;) {
+        struct conn *c = container_of(l, struct conn, link);
+
+        l = l->next;
+        if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
+            conn_shutdown(c, 1012);
+            batch--;
+        }
+    }
+    if (w->n_conns > 0) {
+        ev_timer_set(t, WORKER_DRAIN_TICK, 0.);
+        ev_timer_start(w->loop, t);
+    }
+}
+
+/*
+ * Reload drain (the master's quit): stop accepting now, give every app a
+ * SOCK_INFO_DRAIN, after drain_timeout close the rest with 1012 spread
+ * over drain_spread, exit by worker_shutdown_timeout at the latest.
+ */
+static void
+worker_drain(struct worker *w)
+{
+    const struct server_cfg *s = &w->cfg->server;
+
+    if (w->stopping)
+        return;
+    w->draining = true;
+    worker_stop_accepting(w);
+    wctl_send(w, CHAN_DRAINING); /* the master answers the reload now */
+    /* Our copies of the listening sockets go: a reuseport socket of a slot
+       the new generation no longer has must leave the kernel's group. */
+    worker_close_listeners(w);
+    log_info("event=drain open=%zu drain_timeout_ms=%u", w->n_conns,
+             s->drain_timeout_ms);
+    for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {
+        struct conn *c = container_of(l, struct conn, link);
+
+        if (c->state == CONN_OPEN)
+            messaging_enqueue(c, SOCK_INFO_DRAIN, 0, 0, NULL, NULL);
+    }
+    w->drain_ticks_left = (unsigned)(s->drain_spread_ms / 1000.0 /
+                                     WORKER_DRAIN_TICK) + 1;
+    ev_init(&w->drain_timer, drain_tick);
+    ev_timer_set(&w->drain_timer, s->drain_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->drain_timer);
+    /* The hard cap: worker_shutdown_timeout after the drain began. */
+    w->stopping = true;
+    ev_timer_set(&w->stop_timer, s->worker_shutdown_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->stop_timer);
+    worker_conn_gone(w);
+}
+
+/* The master's stop, or the master gone (wctl.c). */
+static void
+worker_ctl_stop(struct worker *w)
+{
+    worker_shutdown(w, 0,
+                    w->cfg->server.shutdown_timeout_ms);
+}
+
+static const struct wctl_ops worker_ctl_ops = {
+    .drain = worker_drain,
+    .stop = worker_ctl_stop,
+    .fast = worker_fast_stop,
+};
 
 static void
 worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -925,27 +895,6 @@ worker_listen(const struct listener_cfg *l)
         return -err;
     }
     return fd;
-}
-
-void
-worker_format_addr(const struct sockaddr *sa, char *buf, size_t size)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const void *)sa;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const void *)sa;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        snprintf(buf, size, "[%s]:%d", host, ntohs(in6->sin6_port));
-        return;
-    }
-    snprintf(buf, size, "%s:%d", host, port);
 }
 
 void
