@@ -33,7 +33,6 @@
 #include "listen.h"
 #include "log.h"
 #include "master_impl.h"
-#include "messaging.h"
 #include "tls.h"
 #include "wchan.h"
 #include "wctl.h"
@@ -97,7 +96,7 @@ static int
 child_open_bus(struct worker *w, const struct generation *g, int slot,
                int chan)
 {
-    static const struct bus_ops ops = { .deliver = messaging_bus_deliver };
+    static const struct bus_ops ops = { .deliver = worker_bus_deliver };
     char path[512], err[256];
 
     process_bus_path(g, slot, path, sizeof(path));

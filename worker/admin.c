@@ -29,7 +29,6 @@
 #include "bus.h"
 #include "common.h"
 #include "conn.h"
-#include "idmap.h"
 #include "log.h"
 #include "messaging.h"
 #include "metrics.h"
@@ -289,7 +288,7 @@ admin_handle(struct admin_conn *a)
             admin_text(a, 400, "type must be a number 0-4294967295\n");
             return true;
         }
-        messaging_set_current(a->w, NULL);
+        messaging_set_current(a->w, 0);
         rc = sock_publish(arg, type, a->body ? a->body : "", a->body_len);
         admin_text(a, rc == 0 ? 202 : 503, rc == 0 ? "published\n"
                                                    : "publish failed\n");
@@ -538,19 +537,6 @@ local_conns(struct worker *w, struct admin_conn *a)
     }
 }
 
-/* The open connection id on this worker, or NULL. */
-static struct conn *
-local_conn(struct worker *w, sock_id id)
-{
-    struct conn *c;
-
-    if (SOCK_ID_NODE(id) != w->node || SOCK_ID_GENERATION(id) !=
-        w->generation || SOCK_ID_SLOT(id) != w->slot)
-        return NULL;
-    c = idmap_get(&w->ids, SOCK_ID_SERIAL(id));
-    return c != NULL && conn_is_open(c) ? c : NULL;
-}
-
 /* Runs cmd on this worker; the HTTP status, with the text added to a.
    n is the close code of a close, the info type of a send. */
 static int
@@ -564,7 +550,7 @@ local_cmd(struct worker *w, struct admin_conn *a, enum admin_cmd cmd,
         local_conns(w, a);
         return 200;
     }
-    c = local_conn(w, id);
+    c = conn_find(w, id);
     if (c == NULL) {
         if (cmd == ADMIN_CMD_SEND)
             w->stats->infos_stale++;    /* as sock_send_info counts it */
@@ -578,7 +564,7 @@ local_cmd(struct worker *w, struct admin_conn *a, enum admin_cmd cmd,
         out_add(a, "closed\n", 7);
         return 200;
     }
-    messaging_set_current(w, NULL);
+    messaging_set_current(w, 0);
     if (sock_send_info(id, n, data ? data : "", len) != 0) {
         out_add(a, "send failed\n", 12);
         return 503;
@@ -692,7 +678,7 @@ admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
             admin_close(a);
             return;
         }
-        messaging_set_current(w, NULL);
+        messaging_set_current(w, 0);
         rc = sock_send_info(id, n, a->body ? a->body : "", a->body_len);
         admin_text(a, rc == 0 ? 202 : 503, rc == 0
                    ? "sent to another node (delivery not confirmed)\n"

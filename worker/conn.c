@@ -73,11 +73,8 @@ conn_cold(struct conn *c)
     x = calloc(1, sizeof(*x));
     if (x == NULL)
         return NULL;
-    list_init(&x->inbox);
-    list_init(&x->timers);
-    list_init(&x->subs);
+    messaging_box_init(&x->box, c->w, c);
     tnode_init(&x->mtn);
-    x->conn = c;
     c->x = x;
     return x;
 }
@@ -173,7 +170,7 @@ conn_teardown(struct conn *c)
         idmap_del(&w->ids, SOCK_ID_SERIAL(c->id));
     if (c->x != NULL)
         pending_release(c->x->pending); /* the app's decision: -EPIPE */
-    messaging_conn_cleanup(c);
+    messaging_box_cleanup(c->x != NULL ? &c->x->box : NULL);
     sendq_clear(&c->sq);
     if (was_open) {
         w->stats->closed++;
@@ -441,7 +438,7 @@ void
 conn_on_message_timeout(struct tnode *n, void *ctx)
 {
     struct conn_cold *x = container_of(n, struct conn_cold, mtn);
-    struct conn *c = x->conn;
+    struct conn *c = x->box.c;
 
     (void)ctx;
     if (c->state != CONN_OPEN)

@@ -4,8 +4,9 @@
  * conn_recv.c, which feeds ws_session.h's state machine and acts on its
  * events) and the close handshake to its teardown (conn.c), and the calls
  * into its app (conn_ops.c). The layout is here because those parts, the
- * worker's lists, the messaging code (messaging.c) and admin.c use its
- * fields.
+ * worker's lists (worker.c) and admin.c use its fields; messaging.c
+ * keeps only the mailbox (struct msg_box) and reaches connections
+ * through the functions below that worker.c registers with it.
  */
 #ifndef SOCK_CONN_H
 #define SOCK_CONN_H
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "common.h"
+#include "messaging.h"
 #include "sendq.h"
 #include "sock_impl.h"
 #include "tlist.h"
@@ -59,13 +61,10 @@ struct conn_cold {
 
     /* message_timeout: armed while a frame or message is unfinished. */
     struct tnode mtn;
-    struct conn *conn;           /* back from mtn */
 
-    /* Infos waiting for delivery, and what they hang off (messaging.c). */
-    uint32_t inbox_n;
-    struct list inbox;
-    struct list timers;          /* sock_send_after */
-    struct list subs;            /* topic subscriptions */
+    /* Infos waiting for delivery, timers and topics (messaging.c's);
+       box.c leads back to the connection from mtn too. */
+    struct msg_box box;
     sock_pending *pending;       /* the upgrade waits for the app (pending.c) */
 };
 
@@ -167,8 +166,6 @@ void conn_free(struct conn *c);
 void conn_on_timeout(struct tnode *n, void *ctx);
 /* message_timeout of c (the tnode in its cold part): 1008. */
 void conn_on_message_timeout(struct tnode *n, void *ctx);
-/* An info was queued for c: deliver it from the worker's idle watcher. */
-void conn_info_arrived(struct conn *c);
 /*
  * A publish to a frame-mode subscriber (sock_subscribe_frames): queues
  * frame (the whole uncompressed frame of payload, built once) by
@@ -179,8 +176,22 @@ void conn_info_arrived(struct conn *c);
  */
 int conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
                     sock_buf *frame, bool held);
-/* The inbox overflowed under the close policy: 1008. */
-void conn_fail_inbox(struct conn *c);
+/* The open connection with that id on this worker, or NULL. */
+struct conn *conn_find(struct worker *w, sock_id id);
+/*
+ * Queues an info for c, delivered from the worker's idle watcher (new
+ * references to topic and data; held: see struct info). Over the route's
+ * max_info_queue it is dropped and counted, or c fails with 1008 under
+ * info_overflow_close. 0, -EPIPE (c not open), -ENOBUFS (dropped) or
+ * -ENOMEM.
+ */
+int conn_enqueue_info(struct conn *c, sock_info_kind kind, uint32_t type,
+                      sock_id from, sock_buf *topic, sock_buf *data,
+                      bool held);
+/* conn_enqueue_info of a SOCK_INFO_BROADCAST to every open connection of
+   w (overflows counted, as for each alone). */
+void conn_broadcast_info(struct worker *w, uint32_t type, sock_id from,
+                         sock_buf *data, bool held);
 /* c's cold part, allocated if need be; NULL when out of memory. */
 struct conn_cold *conn_cold(struct conn *c);
 /* "ADDR:PORT" ("[v6]:PORT") of the peer into buf, for logs. */

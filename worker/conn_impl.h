@@ -124,13 +124,13 @@ static inline void
 cb_enter(struct conn *c)
 {
     c->in_cb = true;
-    messaging_set_current(c->w, c);
+    messaging_set_current(c->w, c->id);
 }
 
 static inline void
 cb_leave(struct conn *c)
 {
-    messaging_set_current(c->w, NULL);
+    messaging_set_current(c->w, 0);
     c->in_cb = false;
 }
 

@@ -91,29 +91,68 @@ conn_run_pending(struct conn *c)
         conn_read(c);
     /* A bounded batch; the rest waits for the next turn. */
     for (int n = 0; n < 64 && c->state == CONN_OPEN; n++) {
-        i = messaging_pop(c);
+        i = messaging_pop(c->x != NULL ? &c->x->box : NULL);
         if (i == NULL)
             break;
         conn_deliver_info(c, i);
         messaging_info_free(i);
     }
     if (c->state == CONN_OPEN && c->x != NULL &&
-        (c->x->inbox_n > 0 || (c->x->stash_len > 0 && c->active)))
+        (c->x->box.n > 0 || (c->x->stash_len > 0 && c->active)))
         conn_want_pending(c);
     conn_settle(c);
 }
 
-void
-conn_info_arrived(struct conn *c)
+/* ---- Infos for the connection (messaging.c's callbacks) --------------- */
+
+struct conn *
+conn_find(struct worker *w, sock_id id)
 {
-    conn_want_pending(c);
+    struct conn *c;
+
+    if (SOCK_ID_NODE(id) != w->node || SOCK_ID_GENERATION(id) !=
+        w->generation || SOCK_ID_SLOT(id) != w->slot)
+        return NULL;
+    c = idmap_get(&w->ids, SOCK_ID_SERIAL(id));
+    return c != NULL && conn_is_open(c) ? c : NULL;
+}
+
+int
+conn_enqueue_info(struct conn *c, sock_info_kind kind, uint32_t type,
+                  sock_id from, sock_buf *topic, sock_buf *data, bool held)
+{
+    struct conn_cold *x;
+    int rc;
+
+    if (c->state != CONN_OPEN)
+        return -EPIPE;
+    if ((x = conn_cold(c)) == NULL)
+        return -ENOMEM;
+    if (x->box.n >= conn_opts(c)->max_info_queue) {
+        c->w->stats->infos_dropped++;
+        if (conn_opts(c)->info_overflow_close) {
+            conn_fail(c, 1008, SOCK_ERR_INBOX);
+            conn_want_flush(c);
+        }
+        return -ENOBUFS;
+    }
+    rc = messaging_box_put(&x->box, kind, type, from, topic, data, held);
+    if (rc == 0)
+        conn_want_pending(c);
+    return rc;
 }
 
 void
-conn_fail_inbox(struct conn *c)
+conn_broadcast_info(struct worker *w, uint32_t type, sock_id from,
+                    sock_buf *data, bool held)
 {
-    conn_fail(c, 1008, SOCK_ERR_INBOX);
-    conn_want_flush(c);
+    for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {
+        struct conn *c = container_of(l, struct conn, link);
+
+        if (c->state == CONN_OPEN)
+            conn_enqueue_info(c, SOCK_INFO_BROADCAST, type, from, NULL, data,
+                              held);
+    }
 }
 
 /* ---- The sock_conn operations ------------------------------------------ */
@@ -275,24 +314,30 @@ op_route(const sock_conn *sc)
     return c->route ? c->route->cfg->path : "";
 }
 
+/* Joining needs the mailbox (made now); leaving one never made is done. */
 static int
-op_subscribe(sock_conn *sc, const char *topic, bool on)
+conn_subscribe(struct conn *c, const char *topic, bool on, uint8_t frame_op)
 {
-    struct conn *c = conn_of(sc);
+    struct conn_cold *x;
 
     if (c->state != CONN_OPEN)
         return -EPIPE;
-    return messaging_subscribe(c, topic, on, 0);
+    x = on ? conn_cold(c) : c->x;
+    if (x == NULL)
+        return on ? -ENOMEM : 0;
+    return messaging_subscribe(&x->box, topic, on, frame_op);
+}
+
+static int
+op_subscribe(sock_conn *sc, const char *topic, bool on)
+{
+    return conn_subscribe(conn_of(sc), topic, on, 0);
 }
 
 static int
 op_subscribe_frames(sock_conn *sc, const char *topic, sock_opcode op)
 {
-    struct conn *c = conn_of(sc);
-
-    if (c->state != CONN_OPEN)
-        return -EPIPE;
-    return messaging_subscribe(c, topic, true, (uint8_t)op);
+    return conn_subscribe(conn_of(sc), topic, true, (uint8_t)op);
 }
 
 static int
@@ -303,7 +348,9 @@ op_send_after(sock_conn *sc, uint32_t ms, uint32_t type, const void *data,
 
     if (c->state != CONN_OPEN)
         return -EPIPE;
-    return messaging_send_after(c, ms, type, data, len);
+    if (conn_cold(c) == NULL)
+        return -ENOMEM;
+    return messaging_send_after(&c->x->box, ms, type, data, len);
 }
 
 static const struct sock_options *

@@ -9,6 +9,7 @@
  * what starts here also goes once to the other machines (ipc/redis.c),
  * and the first and last local subscriber of a topic (un)subscribe its
  * channel; what comes from there is delivered like bus messages.
+ * Connections are reached through w's messaging_conn_ops only.
  */
 #include "messaging.h"
 
@@ -16,15 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin.h"
-#include "appio.h"
 #include "bus.h"
-#include "conn.h"
-#include "pending.h"
 #include "log.h"
 #include "redis.h"
-#include "wstate.h"
 #include "ws_frame.h"
+#include "wstate.h"
 
 struct topic {
     struct topic *next;    /* hash chain */
@@ -35,9 +32,9 @@ struct topic {
 
 struct sub {
     struct list tlink;     /* in topic->subs */
-    struct list clink;     /* in conn->subs */
+    struct list clink;     /* in its mailbox's subs */
     struct topic *t;
-    struct conn *c;
+    struct msg_box *b;
     uint8_t frame_op;      /* sock_subscribe_frames: TEXT or BINARY; 0:
                               infos through handle_info */
 };
@@ -46,23 +43,17 @@ struct topics {
     struct topic **buckets;
     size_t n_buckets;      /* power of two */
     size_t n;
-    struct conn *current;  /* whose callback runs, for "from" */
+    sock_id current;       /* whose callback runs, for "from" */
 };
 
 struct ctimer {
     ev_timer timer;
-    struct list link;      /* in conn->timers */
-    struct conn *c;
+    struct list link;      /* in its mailbox's timers */
+    struct msg_box *b;
     uint32_t type;
     sock_buf *data;
 };
 
-static int host_send_info(void *host, sock_id to, uint32_t type,
-                          const void *data, size_t len);
-static int host_publish(void *host, const char *topic, uint32_t type,
-                        const void *data, size_t len);
-static int host_broadcast(void *host, uint32_t type, const void *data,
-                          size_t len);
 static int send_any(struct worker *w, sock_id to, sock_info_kind kind,
                     uint32_t type, sock_id from, const void *data,
                     size_t len);
@@ -72,24 +63,11 @@ static int publish_local(struct worker *w, const char *topic, uint32_t type,
 static int broadcast_local(struct worker *w, uint32_t type, sock_id from,
                            const void *data, size_t len);
 
-static const struct sock_host_ops host_ops = {
-    .send_info = host_send_info,
-    .publish = host_publish,
-    .broadcast = host_broadcast,
-    .watch_fd = appio_watch_fd,
-    .watch_set = appio_watch_set,
-    .watch_stop = appio_watch_stop,
-    .timer_start = appio_timer_start,
-    .timer_stop = appio_timer_stop,
-    .post = appio_post,
-    .defer = pending_new,
-};
-
 void
-messaging_init(struct worker *w)
+messaging_init(struct worker *w, const struct messaging_conn_ops *ops)
 {
+    w->msg_ops = ops;
     w->topics = calloc(1, sizeof(*w->topics));
-    sock_host_set(&host_ops, w);
 }
 
 void
@@ -99,22 +77,19 @@ messaging_destroy(struct worker *w)
         free(w->topics->buckets);
     free(w->topics);
     w->topics = NULL;
-    sock_host_set(NULL, NULL);
 }
 
 void
-messaging_set_current(struct worker *w, struct conn *c)
+messaging_set_current(struct worker *w, sock_id id)
 {
     if (w->topics != NULL)
-        w->topics->current = c;
+        w->topics->current = id;
 }
 
 static sock_id
 current_id(struct worker *w)
 {
-    struct conn *c = w->topics ? w->topics->current : NULL;
-
-    return c != NULL ? c->id : 0;
+    return w->topics != NULL ? w->topics->current : 0;
 }
 
 /* ---- Inbox ------------------------------------------------------------- */
@@ -129,23 +104,23 @@ current_id(struct worker *w)
 static struct list info_spare = { &info_spare, &info_spare };
 static unsigned n_info_spare;
 
-static int
-enqueue(struct conn *c, sock_info_kind kind, uint32_t type, sock_id from,
-        sock_buf *topic, sock_buf *data, bool held)
+void
+messaging_box_init(struct msg_box *b, struct worker *w, struct conn *c)
 {
-    struct conn_cold *x;
+    b->c = c;
+    b->w = w;
+    b->n = 0;
+    list_init(&b->inbox);
+    list_init(&b->timers);
+    list_init(&b->subs);
+}
+
+int
+messaging_box_put(struct msg_box *b, sock_info_kind kind, uint32_t type,
+                  sock_id from, sock_buf *topic, sock_buf *data, bool held)
+{
     struct info *i;
 
-    if (c->state != CONN_OPEN)
-        return -EPIPE;
-    if ((x = conn_cold(c)) == NULL)
-        return -ENOMEM;
-    if (x->inbox_n >= c->route->cfg->opts.max_info_queue) {
-        c->w->stats->infos_dropped++;
-        if (c->route->cfg->opts.info_overflow_close)
-            conn_fail_inbox(c);
-        return -ENOBUFS;
-    }
     if (n_info_spare > 0) {
         i = list_first(&info_spare, struct info, link);
         list_remove(&i->link);
@@ -159,30 +134,22 @@ enqueue(struct conn *c, sock_info_kind kind, uint32_t type, sock_id from,
     i->from = from;
     i->topic = topic ? sock_buf_ref(topic) : NULL;
     i->data = data ? sock_buf_ref(data) : NULL;
-    list_insert_tail(&x->inbox, &i->link);
-    x->inbox_n++;
-    conn_info_arrived(c);
+    list_insert_tail(&b->inbox, &i->link);
+    b->n++;
     return 0;
 }
 
-int
-messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
-                  sock_id from, sock_buf *topic, sock_buf *data)
-{
-    return enqueue(c, kind, type, from, topic, data, false);
-}
-
 struct info *
-messaging_pop(struct conn *c)
+messaging_pop(struct msg_box *b)
 {
     struct info *i;
 
-    if (c->x == NULL)
+    if (b == NULL)
         return NULL;
-    i = list_first(&c->x->inbox, struct info, link);
+    i = list_first(&b->inbox, struct info, link);
     if (i != NULL) {
         list_remove(&i->link);
-        c->x->inbox_n--;
+        b->n--;
     }
     return i;
 }
@@ -292,7 +259,7 @@ static void
 sub_remove(struct topics *ts, struct sub *s)
 {
     struct topic *t = s->t;
-    struct worker *w = s->c->w;
+    struct worker *w = s->b->w;
 
     list_remove(&s->tlink);
     list_remove(&s->clink);
@@ -304,13 +271,11 @@ sub_remove(struct topics *ts, struct sub *s)
 }
 
 static struct sub *
-sub_find(struct conn *c, const char *topic)
+sub_find(struct msg_box *b, const char *topic)
 {
     struct list *l;
 
-    if (c->x == NULL)
-        return NULL;
-    for (l = c->x->subs.next; l != &c->x->subs; l = l->next) {
+    for (l = b->subs.next; l != &b->subs; l = l->next) {
         struct sub *s = container_of(l, struct sub, clink);
 
         if (strcmp((const char *)s->t->name->data, topic) == 0)
@@ -320,11 +285,11 @@ sub_find(struct conn *c, const char *topic)
 }
 
 int
-messaging_subscribe(struct conn *c, const char *topic, bool on,
+messaging_subscribe(struct msg_box *b, const char *topic, bool on,
                     uint8_t frame_op)
 {
-    struct topics *ts = c->w->topics;
-    struct sub *s = sub_find(c, topic);
+    struct topics *ts = b->w->topics;
+    struct sub *s = sub_find(b, topic);
     struct topic *t;
 
     if (!on) {
@@ -336,8 +301,6 @@ messaging_subscribe(struct conn *c, const char *topic, bool on,
         s->frame_op = frame_op;
         return 0;
     }
-    if (conn_cold(c) == NULL)
-        return -ENOMEM;
     t = topic_get(ts, topic, true);
     s = t ? malloc(sizeof(*s)) : NULL;
     if (s == NULL) {
@@ -346,13 +309,13 @@ messaging_subscribe(struct conn *c, const char *topic, bool on,
         return -ENOMEM;
     }
     s->t = t;
-    s->c = c;
+    s->b = b;
     s->frame_op = frame_op;
     list_insert_tail(&t->subs, &s->tlink);
-    list_insert_tail(&c->x->subs, &s->clink);
+    list_insert_tail(&b->subs, &s->clink);
     t->n_subs++;
-    if (t->n_subs == 1 && c->w->redis != NULL)
-        redis_subscribe(c->w->redis, topic, true);
+    if (t->n_subs == 1 && b->w->redis != NULL)
+        redis_subscribe(b->w->redis, topic, true);
     return 0;
 }
 
@@ -371,50 +334,50 @@ static void
 ctimer_fired(struct ev_loop *loop, ev_timer *tw, int revents)
 {
     struct ctimer *t = container_of(tw, struct ctimer, timer);
-    struct conn *c = t->c;
+    struct msg_box *b = t->b;
 
     (void)loop;
     (void)revents;
-    messaging_enqueue(c, SOCK_INFO_TIMER, t->type, 0, NULL, t->data);
-    ctimer_free(c->w, t);
+    b->w->msg_ops->enqueue(b->c, SOCK_INFO_TIMER, t->type, 0, NULL, t->data,
+                           false);
+    ctimer_free(b->w, t);
 }
 
 int
-messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
+messaging_send_after(struct msg_box *b, uint32_t ms, uint32_t type,
                      const void *data, size_t len)
 {
     struct ctimer *t;
 
-    if (conn_cold(c) == NULL || (t = malloc(sizeof(*t))) == NULL)
+    if ((t = malloc(sizeof(*t))) == NULL)
         return -ENOMEM;
     t->data = sock_buf_new(data, len);
     if (t->data == NULL) {
         free(t);
         return -ENOMEM;
     }
-    t->c = c;
+    t->b = b;
     t->type = type;
-    list_insert_tail(&c->x->timers, &t->link);
+    list_insert_tail(&b->timers, &t->link);
     ev_timer_init(&t->timer, ctimer_fired, ms / 1000.0, 0.);
-    ev_timer_start(c->w->loop, &t->timer);
+    ev_timer_start(b->w->loop, &t->timer);
     return 0;
 }
 
 void
-messaging_conn_cleanup(struct conn *c)
+messaging_box_cleanup(struct msg_box *b)
 {
-    struct conn_cold *x = c->x;
     struct info *i;
 
-    if (x == NULL)
+    if (b == NULL)
         return;
-    while ((i = messaging_pop(c)) != NULL)
+    while ((i = messaging_pop(b)) != NULL)
         messaging_info_free(i);
-    while (!list_empty(&x->timers))
-        ctimer_free(c->w, container_of(x->timers.next, struct ctimer, link));
-    while (!list_empty(&x->subs))
-        sub_remove(c->w->topics,
-                   container_of(x->subs.next, struct sub, clink));
+    while (!list_empty(&b->timers))
+        ctimer_free(b->w, container_of(b->timers.next, struct ctimer, link));
+    while (!list_empty(&b->subs))
+        sub_remove(b->w->topics,
+                   container_of(b->subs.next, struct sub, clink));
 }
 
 /* ---- Host calls -------------------------------------------------------- */
@@ -432,12 +395,11 @@ static int
 send_local(struct worker *w, sock_id to, sock_info_kind kind, uint32_t type,
            sock_id from, const void *data, size_t len)
 {
-    struct conn *c;
+    struct conn *c = w->msg_ops->find(w, to);
     sock_buf *b;
     int rc;
 
-    c = id_is_local(w, to) ? idmap_get(&w->ids, SOCK_ID_SERIAL(to)) : NULL;
-    if (c == NULL || c->state != CONN_OPEN) {
+    if (c == NULL) {
         w->stats->infos_stale++;
         log_debug("event=info_dropped to=%llx reason=unknown_id",
                   (unsigned long long)to);
@@ -446,7 +408,7 @@ send_local(struct worker *w, sock_id to, sock_info_kind kind, uint32_t type,
     b = sock_buf_new(data, len);
     if (b == NULL)
         return -ENOMEM;
-    rc = messaging_enqueue(c, kind, type, from, NULL, b);
+    rc = w->msg_ops->enqueue(c, kind, type, from, NULL, b, false);
     sock_buf_unref(b);
     return rc == -ENOBUFS || rc == -EPIPE ? 0 : rc;
 }
@@ -506,7 +468,7 @@ redis_out(struct worker *w, uint8_t type, sock_id to, uint32_t app_type,
     return redis_publish(w->redis, &m);
 }
 
-/* A message from another worker of this machine. */
+/* A message from another worker of this machine or another machine. */
 void
 messaging_bus_deliver(void *ctx, const struct bus_msg *m)
 {
@@ -528,18 +490,12 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
     case BUS_BROADCAST:
         broadcast_local(w, m->app_type, m->from, m->data, m->len);
         break;
-    case BUS_ADMIN:
-        admin_bus_request(w, m);
-        break;
-    case BUS_ADMIN_REPLY:
-        admin_bus_reply(w, m);
-        break;
     }
 }
 
-static int
-host_send_info(void *host, sock_id to, uint32_t type, const void *data,
-               size_t len)
+int
+messaging_send_info(void *host, sock_id to, uint32_t type, const void *data,
+                    size_t len)
 {
     struct worker *w = host;
 
@@ -577,9 +533,9 @@ messaging_post_deliver(struct worker *w, sock_id to, uint32_t type,
     send_any(w, to, SOCK_INFO_POST, type, 0, data, len);
 }
 
-static int
-host_publish(void *host, const char *topic, uint32_t type, const void *data,
-             size_t len)
+int
+messaging_publish(void *host, const char *topic, uint32_t type,
+                  const void *data, size_t len)
 {
     struct worker *w = host;
     sock_id from = current_id(w);
@@ -590,8 +546,8 @@ host_publish(void *host, const char *topic, uint32_t type, const void *data,
     return rc;
 }
 
-static int
-host_broadcast(void *host, uint32_t type, const void *data, size_t len)
+int
+messaging_broadcast(void *host, uint32_t type, const void *data, size_t len)
 {
     struct worker *w = host;
     sock_id from = current_id(w);
@@ -648,7 +604,8 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
 
         next = l->next;
         if (s->frame_op == 0) {
-            enqueue(s->c, SOCK_INFO_PUBLISH, type, from, t->name, b, held);
+            w->msg_ops->enqueue(s->b->c, SOCK_INFO_PUBLISH, type, from,
+                                t->name, b, held);
             continue;
         }
         f = &frame[s->frame_op == WS_OP_BINARY];
@@ -656,7 +613,7 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
             rc = -ENOMEM;
             continue;
         }
-        conn_push_frame(s->c, s->frame_op, b, *f, held);
+        w->msg_ops->push_frame(s->b->c, s->frame_op, b, *f, held);
     }
     sock_buf_unref(frame[0]);
     sock_buf_unref(frame[1]);
@@ -669,19 +626,13 @@ static int
 broadcast_local(struct worker *w, uint32_t type, sock_id from,
                 const void *data, size_t len)
 {
-    struct list *l;
     sock_buf *b = sock_buf_new(data, len);
     bool held;
 
     if (b == NULL)
         return -ENOMEM;
     held = worker_fanout_later(w);
-    for (l = w->conns.next; l != &w->conns; l = l->next) {
-        struct conn *c = container_of(l, struct conn, link);
-
-        if (c->state == CONN_OPEN)
-            enqueue(c, SOCK_INFO_BROADCAST, type, from, NULL, b, held);
-    }
+    w->msg_ops->broadcast(w, type, from, b, held);
     sock_buf_unref(b);
     return 0;
 }

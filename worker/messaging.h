@@ -1,10 +1,15 @@
 /*
  * messaging.h: infos between connections of this worker (DESIGN §5):
  * each connection's bounded inbox, topics, broadcast, sock_send_after
- * timers, and the process-wide host calls of sock.h. Delivery always
+ * timers, and the host calls of sock.h that send infos. Delivery always
  * happens from the worker's idle watcher, never inside another callback.
  * Messages for other workers go to the bus, for other machines to the
  * Redis bridge (ipc/).
+ *
+ * Connections are opaque here: messaging keeps each one's mailbox
+ * (struct msg_box, held in the connection's cold part) and reaches the
+ * connections themselves only through the callbacks worker.c registers
+ * (struct messaging_conn_ops), so it depends on nothing of conn.c.
  */
 #ifndef SOCK_MESSAGING_H
 #define SOCK_MESSAGING_H
@@ -29,35 +34,85 @@ struct info {
     sock_buf *data;
 };
 
-/* Installs the host calls (send_info, publish, broadcast) for w. */
-void messaging_init(struct worker *w);
+/*
+ * A connection's mailbox: the infos waiting for delivery, its
+ * sock_send_after timers and its topic subscriptions. The connection
+ * holds it (in its cold part, made on first use); messaging owns what is
+ * in it.
+ */
+struct msg_box {
+    struct conn *c;      /* whose: passed back to messaging_conn_ops */
+    struct worker *w;
+    uint32_t n;          /* infos in inbox */
+    struct list inbox;   /* struct info.link, oldest first */
+    struct list timers;  /* sock_send_after */
+    struct list subs;    /* topic subscriptions */
+};
+
+/* What messaging needs of connections (conn.h's, registered by worker.c). */
+struct messaging_conn_ops {
+    /* The open connection with that id on this worker, or NULL. */
+    struct conn *(*find)(struct worker *w, sock_id id);
+    /*
+     * Queues an info for c (new references to topic and data; held: see
+     * struct info). Over max_info_queue it is dropped and counted, or c
+     * fails with 1008 under the close policy. 0, -EPIPE (c not open),
+     * -ENOBUFS (dropped) or -ENOMEM.
+     */
+    int (*enqueue)(struct conn *c, sock_info_kind kind, uint32_t type,
+                   sock_id from, sock_buf *topic, sock_buf *data,
+                   bool held);
+    /* A publish to a frame-mode subscriber (conn_push_frame). */
+    int (*push_frame)(struct conn *c, uint8_t op, sock_buf *payload,
+                      sock_buf *frame, bool held);
+    /* enqueue of a SOCK_INFO_BROADCAST (data, held) to every open
+       connection of w. */
+    void (*broadcast)(struct worker *w, uint32_t type, sock_id from,
+                      sock_buf *data, bool held);
+};
+
+/* Sets up w's topics; ops stay referenced while w lives. */
+void messaging_init(struct worker *w, const struct messaging_conn_ops *ops);
 void messaging_destroy(struct worker *w);
 
-/*
- * Queues an info for c (taking new references to topic and data). Over
- * max_info_queue it is dropped and counted, or the connection is closed
- * with 1008 under the close policy. Returns 0 or -errno.
- */
-int messaging_enqueue(struct conn *c, sock_info_kind kind, uint32_t type,
-                      sock_id from, sock_buf *topic, sock_buf *data);
-/* Takes the oldest info (caller frees it with messaging_info_free). */
-struct info *messaging_pop(struct conn *c);
-void messaging_info_free(struct info *i);
+/* The host calls behind sock_send_info, sock_publish and sock_broadcast
+   (host: the worker; worker.c installs them with sock_host_set). */
+int messaging_send_info(void *host, sock_id to, uint32_t type,
+                        const void *data, size_t len);
+int messaging_publish(void *host, const char *topic, uint32_t type,
+                      const void *data, size_t len);
+int messaging_broadcast(void *host, uint32_t type, const void *data,
+                        size_t len);
 
-/* Connection ops behind sock_subscribe / sock_subscribe_frames (frame_op
-   TEXT or BINARY; 0 for infos) / sock_send_after. Joining a topic c is
-   in already switches its mode. */
-int messaging_subscribe(struct conn *c, const char *topic, bool on,
+/* An empty mailbox of c on w. */
+void messaging_box_init(struct msg_box *b, struct worker *w, struct conn *c);
+/*
+ * Appends an info to b (taking new references to topic and data), with
+ * no limit: the connection checks max_info_queue first. 0 or -ENOMEM.
+ */
+int messaging_box_put(struct msg_box *b, sock_info_kind kind, uint32_t type,
+                      sock_id from, sock_buf *topic, sock_buf *data,
+                      bool held);
+/* Takes the oldest info of b, or NULL (also for b NULL); the caller frees
+   it with messaging_info_free. */
+struct info *messaging_pop(struct msg_box *b);
+void messaging_info_free(struct info *i);
+/* Drops the inbox, cancels the timers, leaves every topic (b may be
+   NULL). */
+void messaging_box_cleanup(struct msg_box *b);
+
+/* The operations behind sock_subscribe / sock_subscribe_frames (frame_op
+   TEXT or BINARY; 0 for infos) / sock_send_after, on the mailbox of an
+   open connection. Joining a topic b is in already switches its mode. */
+int messaging_subscribe(struct msg_box *b, const char *topic, bool on,
                         uint8_t frame_op);
-int messaging_send_after(struct conn *c, uint32_t ms, uint32_t type,
+int messaging_send_after(struct msg_box *b, uint32_t ms, uint32_t type,
                          const void *data, size_t len);
-/* Drops the inbox, cancels timers, leaves every topic. */
-void messaging_conn_cleanup(struct conn *c);
 
 struct bus_msg;
-/* The bus's and the Redis bridge's deliver callback: a message from
-   another worker or machine, for this worker's own connections only
-   (ctx: the worker). */
+/* Infos from another worker or machine (BUS_SEND, BUS_PUBLISH,
+   BUS_BROADCAST), for this worker's own connections only (ctx: the
+   worker); other types are ignored (worker.c routes them). */
 void messaging_bus_deliver(void *ctx, const struct bus_msg *m);
 
 /* A sock_post, on the loop: to c on this worker as SOCK_INFO_POST, or
@@ -65,7 +120,8 @@ void messaging_bus_deliver(void *ctx, const struct bus_msg *m);
 void messaging_post_deliver(struct worker *w, sock_id to, uint32_t type,
                             const void *data, size_t len);
 
-/* The connection whose callback is running, for the "from" of infos. */
-void messaging_set_current(struct worker *w, struct conn *c);
+/* The id of the connection whose callback is running (0: none), the
+   "from" of the infos it sends. */
+void messaging_set_current(struct worker *w, sock_id id);
 
 #endif

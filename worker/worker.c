@@ -27,6 +27,7 @@
 #include "conn.h"
 #include "log.h"
 #include "messaging.h"
+#include "pending.h"
 #include "procstat.h"
 #include "redis.h"
 #include "tls.h"
@@ -48,6 +49,28 @@ static void worker_on_stop_timer(struct ev_loop *loop, ev_timer *t,
                                  int revents);
 static void worker_teardown_apps(struct worker *w);
 static const struct wctl_ops worker_ctl_ops;
+
+/* The host calls of sock.h, answered by the modules that own them. */
+static const struct sock_host_ops worker_host_ops = {
+    .send_info = messaging_send_info,
+    .publish = messaging_publish,
+    .broadcast = messaging_broadcast,
+    .watch_fd = appio_watch_fd,
+    .watch_set = appio_watch_set,
+    .watch_stop = appio_watch_stop,
+    .timer_start = appio_timer_start,
+    .timer_stop = appio_timer_stop,
+    .post = appio_post,
+    .defer = pending_new,
+};
+
+/* How messaging reaches connections without depending on conn.c. */
+static const struct messaging_conn_ops worker_msg_conn_ops = {
+    .find = conn_find,
+    .enqueue = conn_enqueue_info,
+    .push_frame = conn_push_frame,
+    .broadcast = conn_broadcast_info,
+};
 
 static void
 worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
@@ -338,7 +361,8 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
         ev_io_init(&l->io, worker_on_accept, l->fd, EV_READ);
     }
     w->max_conns = worker_max_conns(cfg, slot);
-    messaging_init(w);
+    messaging_init(w, &worker_msg_conn_ops);
+    sock_host_set(&worker_host_ops, w);
     if (appio_init(w) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -741,7 +765,7 @@ worker_drain(struct worker *w)
         struct conn *c = container_of(l, struct conn, link);
 
         if (c->state == CONN_OPEN)
-            messaging_enqueue(c, SOCK_INFO_DRAIN, 0, 0, NULL, NULL);
+            conn_enqueue_info(c, SOCK_INFO_DRAIN, 0, 0, NULL, NULL, false);
     }
     w->drain_ticks_left = (unsigned)(s->drain_spread_ms / 1000.0 /
                                      WORKER_DRAIN_TICK) + 1;
@@ -784,6 +808,22 @@ worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
                     w->cfg->server.shutdown_timeout_ms);
 }
 
+void
+worker_bus_deliver(void *ctx, const struct bus_msg *m)
+{
+    switch (m->type) {
+    case BUS_ADMIN:
+        admin_bus_request(ctx, m);
+        break;
+    case BUS_ADMIN_REPLY:
+        admin_bus_reply(ctx, m);
+        break;
+    default:
+        messaging_bus_deliver(ctx, m);
+        break;
+    }
+}
+
 /*
  * The bridge to other machines (DESIGN §5.3), once the loop, the apps
  * and the final stats slot exist (§4.4). Without it the worker still
@@ -792,7 +832,7 @@ worker_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 static void
 worker_start_redis(struct worker *w)
 {
-    static const struct redis_ops ops = { .deliver = messaging_bus_deliver };
+    static const struct redis_ops ops = { .deliver = worker_bus_deliver };
     const struct redis_cfg *rc = &w->cfg->redis;
     char err[256], host[128] = "", instance[256];
     pid_t master = w->cfg->server.workers != 0 ? getppid() : getpid();

@@ -62,6 +62,11 @@ void worker_fast_stop(struct worker *w);
    route's shutdown_close_code). */
 void worker_shutdown(struct worker *w, uint16_t code, uint32_t timeout_ms);
 
+struct bus_msg;
+/* The bus's and the Redis bridge's deliver callback (ctx: the worker):
+   admin requests and replies to admin.c, infos to messaging.c. */
+void worker_bus_deliver(void *ctx, const struct bus_msg *m);
+
 /* Binds and listens for l (SOCK_CLOEXEC|SOCK_NONBLOCK). fd or -errno. */
 int worker_listen(const struct listener_cfg *l);
 /* Fills buf with "ADDR:PORT" of a bound socket. */

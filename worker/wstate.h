@@ -26,6 +26,7 @@ struct bus;
 struct appio;
 struct tls_ctx;
 struct wctl_ops;
+struct messaging_conn_ops;
 
 /* A slot's count while it has no live worker (shm_counts). */
 #define SLOT_DEAD UINT32_MAX
@@ -111,6 +112,8 @@ struct worker {
     struct tlist_set *timers;
     struct tlist_set *msg_timers; /* message_timeout (conn_recv.c) */
     struct topics *topics;
+    const struct messaging_conn_ops *msg_ops; /* messaging's way to the
+                                                 connections (worker.c) */
     struct bus *bus;          /* to the other workers; NULL with workers = 0 */
     struct redis *redis;      /* to other machines; NULL without [redis] */
     struct appio *appio;      /* apps' watches, timers, sock_post queue */
