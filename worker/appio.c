@@ -18,7 +18,6 @@
 
 #include "log.h"
 #include "messaging.h"
-#include "pending.h"
 #include "wstate.h"
 
 #define APPIO_BATCH 1024
@@ -34,6 +33,7 @@ struct item {
     sock_id to;                 /* post */
     uint32_t type;
     struct wpending *p;         /* decision */
+    appio_decision_fn *apply;
     int status;
     char *body;
     void *arg;
@@ -100,7 +100,7 @@ item_free(struct item *it)
 {
     if (it->kind == ITEM_DECISION) {
         /* Never applied: the loop is going, so the request is too. */
-        pending_apply(it->p, -EPIPE, NULL, it->arg, it->free_arg);
+        it->apply(it->p, -EPIPE, NULL, it->arg, it->free_arg);
         free(it->body);
     }
     free(it);
@@ -310,8 +310,9 @@ appio_post(void *host, sock_id to, uint32_t type, const void *data,
 }
 
 int
-appio_queue_decision(struct worker *w, struct wpending *p, int status,
-                     char *body, void *arg, void (*free_arg)(void *))
+appio_queue_decision(struct worker *w, appio_decision_fn *apply,
+                     struct wpending *p, int status, char *body, void *arg,
+                     void (*free_arg)(void *))
 {
     struct item *it = calloc(1, sizeof(*it));
     int rc;
@@ -319,6 +320,7 @@ appio_queue_decision(struct worker *w, struct wpending *p, int status,
     if (it == NULL)
         return -ENOMEM;
     it->kind = ITEM_DECISION;
+    it->apply = apply;
     it->p = p;
     it->status = status;
     it->body = body;
@@ -356,8 +358,7 @@ appio_run(struct appio *a)
             messaging_post_deliver(a->w, it->to, it->type, it->data,
                                    it->len);
         } else {
-            pending_apply(it->p, it->status, it->body, it->arg,
-                          it->free_arg);
+            it->apply(it->p, it->status, it->body, it->arg, it->free_arg);
             free(it->body);
         }
         free(it);

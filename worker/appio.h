@@ -5,7 +5,8 @@
  * the loop, behind sock_post and deferred upgrade decisions: other
  * threads append under a mutex and wake the loop with an ev_async; the
  * loop drains it in bounded batches. Delivery itself is messaging.c's
- * (posts) and pending.c's (decisions).
+ * (posts) and pending.c's (decisions, through the function it queues
+ * with each, since pending.c itself queues into this module).
  */
 #ifndef SOCK_APPIO_H
 #define SOCK_APPIO_H
@@ -41,12 +42,18 @@ void appio_timer_stop(void *host, sock_timer *st);
 /* Thread-safe: copies data, queues it for the loop. */
 int appio_post(void *host, sock_id to, uint32_t type, const void *data,
                size_t len);
+/* Applies a queued decision on the loop (pending_apply's contract); with
+   status -EPIPE when the queue goes before it was applied. */
+typedef void appio_decision_fn(struct wpending *p, int status,
+                               const char *body, void *arg,
+                               void (*free_arg)(void *));
 /*
- * Thread-safe: queues the app's decision on p for the loop (pending.c
- * holds its lock). Takes over body (malloc'd or NULL) on success.
- * 0, -ENOBUFS or -ENOMEM.
+ * Thread-safe: queues the app's decision on p for the loop, where apply
+ * gets it (pending.c holds its lock). Takes over body (malloc'd or NULL)
+ * on success; apply borrows it. 0, -ENOBUFS or -ENOMEM.
  */
-int appio_queue_decision(struct worker *w, struct wpending *p, int status,
-                         char *body, void *arg, void (*free_arg)(void *));
+int appio_queue_decision(struct worker *w, appio_decision_fn *apply,
+                         struct wpending *p, int status, char *body,
+                         void *arg, void (*free_arg)(void *));
 
 #endif

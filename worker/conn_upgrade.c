@@ -169,6 +169,16 @@ conn_static(struct conn *c, const struct sock_request *r)
     return true;
 }
 
+/* Where c keeps a deferred decision's handle (in its cold part, made
+   now), or NULL when out of memory. */
+static sock_pending **
+conn_pending_slot(struct conn *c)
+{
+    struct conn_cold *x = conn_cold(c);
+
+    return x != NULL ? &x->pending : NULL;
+}
+
 /* Decides a complete request head: an HTTP error or the upgrade. */
 static void
 conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
@@ -214,7 +224,9 @@ conn_upgrade(struct conn *c, const uint8_t *head, size_t len)
     r.opts = &c->route->opts;
     sock_upgrade_init(&u, &r);
     status = sock_upgrade_run(c->route->app, &r, &u);
-    if (status == SOCK_UPGRADE_LATER && pending_hold(c, &r, &u) == 0)
+    if (status == SOCK_UPGRADE_LATER &&
+        pending_hold(c, conn_pending_slot(c), conn_upgrade_decided, &r,
+                     &u) == 0)
         return; /* r and u wait in pending.c for the app's decision */
     if (status == SOCK_UPGRADE_LATER)
         status = 503;

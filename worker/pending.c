@@ -18,8 +18,6 @@
 #include <string.h>
 
 #include "appio.h"
-#include "conn.h"
-#include "conn_upgrade.h"
 #include "log.h"
 #include "wstate.h"
 #include "ws_handshake.h"
@@ -38,6 +36,8 @@ struct wpending {
     struct sock_request *req;
     /* Loop thread only, while held: */
     struct conn *c;
+    sock_pending **slot;        /* where c keeps the handle */
+    pending_decided_fn *on_decided; /* takes the decision for c */
     struct sock_upgrade *up;
 };
 
@@ -106,16 +106,18 @@ drop_held(struct wpending *p)
     }
     p->up = NULL;
     p->c = NULL;
+    p->slot = NULL;
 }
 
 int
-pending_hold(struct conn *c, struct sock_request *r, struct sock_upgrade *u)
+pending_hold(struct conn *c, sock_pending **slot, pending_decided_fn *decided,
+             struct sock_request *r, struct sock_upgrade *u)
 {
     struct wpending *p = wp(u->pending);
     struct sock_request *rq = malloc(sizeof(*rq));
     struct sock_upgrade *up = malloc(sizeof(*up));
 
-    if (rq == NULL || up == NULL || conn_cold(c) == NULL) {
+    if (rq == NULL || up == NULL || slot == NULL) {
         free(rq);
         free(up);
         pending_release(u->pending);
@@ -127,12 +129,14 @@ pending_hold(struct conn *c, struct sock_request *r, struct sock_upgrade *u)
     *up = *u;
     up->req = rq;
     p->c = c;
+    p->slot = slot;
+    p->on_decided = decided;
     pthread_mutex_lock(&lock);
     p->req = rq;
     p->hook_req = NULL;
     pthread_mutex_unlock(&lock);
     p->up = up;
-    c->x->pending = &p->base;
+    *slot = &p->base;
     return 0;
 }
 
@@ -144,8 +148,8 @@ pending_release(sock_pending *sp)
     if (sp == NULL)
         return;
     p = wp(sp);
-    if (p->c != NULL && p->c->x != NULL)
-        p->c->x->pending = NULL;
+    if (p->slot != NULL)
+        *p->slot = NULL;
     drop_held(p);
     pthread_mutex_lock(&lock);
     p->dead = true;
@@ -209,7 +213,8 @@ pending_decide(sock_pending *sp, int status, const char *body, void *arg,
         rc = -EPIPE;
     /* Alive: the request holds the worker, so its queue exists now. */
     if (rc == 0)
-        rc = appio_queue_decision(p->w, p, status, copy, arg, free_arg);
+        rc = appio_queue_decision(p->w, pending_apply, p, status, copy, arg,
+                                  free_arg);
     pthread_mutex_unlock(&lock);
     if (rc != 0) {
         free(copy);
@@ -235,10 +240,11 @@ pending_apply(struct wpending *p, int status, const char *body, void *arg,
         unref(p);
         return;
     }
-    /* The request is answered now: conn.c takes up's contents. */
+    /* The request is answered now: the connection takes up's contents. */
     p->c = NULL;
     p->up = NULL;
-    c->x->pending = NULL;
+    *p->slot = NULL;
+    p->slot = NULL;
     up->pending = NULL;
     if (status == 0 && arg != NULL) { /* else the hook's arg stays */
         if (up->arg != NULL && up->free_arg != NULL && up->arg != arg)
@@ -248,7 +254,7 @@ pending_apply(struct wpending *p, int status, const char *body, void *arg,
     if (status == 0 && merge_additions(p, up) != 0)
         status = 500;
     pending_release(&p->base);  /* the server's reference */
-    conn_upgrade_decided(c, p->req, up, status, body);
+    p->on_decided(c, p->req, up, status, body);
     free(up);
     unref(p);                   /* the decision's (the app's); frees req */
 }
