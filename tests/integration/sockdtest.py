@@ -57,11 +57,22 @@ def new_key(nbytes=16):
     return base64.b64encode(os.urandom(nbytes)).decode("ascii")
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A port that was free a moment ago on 127.0.0.1 (bind 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago on 127.0.0.1 (bind 0, read, close),
+    never one this process was given before: the kernel may hand a port just
+    closed out again, and a test that asks twice (a listener and an admin
+    port) must not get the same one."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("free_port: no port that was not given before")
 
 
 def mask_bytes(data, key):
