@@ -663,9 +663,7 @@ admin_one(struct admin_conn *a, enum admin_cmd cmd, sock_id id,
     char arg[64];
 
     a->req = ++w->admin_next_req;
-    if (SOCK_ID_NODE(id) == w->node &&
-        SOCK_ID_GENERATION(id) == w->generation &&
-        SOCK_ID_SLOT(id) == w->slot) {
+    if (worker_id_is_local(w, id)) {
         a->status = local_cmd(w, a, cmd, id, n, a->body, a->body_len);
         admin_finish(a);
         return;

@@ -110,8 +110,7 @@ conn_find(struct worker *w, sock_id id)
 {
     struct conn *c;
 
-    if (SOCK_ID_NODE(id) != w->node || SOCK_ID_GENERATION(id) !=
-        w->generation || SOCK_ID_SLOT(id) != w->slot)
+    if (!worker_id_is_local(w, id))
         return NULL;
     c = idmap_get(&w->ids, SOCK_ID_SERIAL(id));
     return c != NULL && conn_is_open(c) ? c : NULL;

@@ -382,14 +382,6 @@ messaging_box_cleanup(struct msg_box *b)
 
 /* ---- Host calls -------------------------------------------------------- */
 
-static bool
-id_is_local(const struct worker *w, sock_id id)
-{
-    return SOCK_ID_NODE(id) == w->node &&
-           SOCK_ID_GENERATION(id) == w->generation &&
-           SOCK_ID_SLOT(id) == w->slot;
-}
-
 /* Delivers to one connection of this worker. */
 static int
 send_local(struct worker *w, sock_id to, sock_info_kind kind, uint32_t type,
@@ -510,7 +502,7 @@ send_any(struct worker *w, sock_id to, sock_info_kind kind, uint32_t type,
     int rc;
 
     w->stats->infos_sent++;
-    if (id_is_local(w, to))
+    if (worker_id_is_local(w, to))
         return send_local(w, to, kind, type, from, data, len);
     if (to == 0 || (SOCK_ID_NODE(to) != w->node && w->redis == NULL)) {
         w->stats->infos_stale++;

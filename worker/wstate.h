@@ -186,6 +186,16 @@ struct route_rt *worker_route_find(struct worker *w, const char *path);
 /* Makes sure the idle watcher runs (infos or stash to process). */
 void worker_wake(struct worker *w);
 
+/* Whether id names a connection of this worker (its node, generation and
+   slot), open or not. */
+static inline bool
+worker_id_is_local(const struct worker *w, sock_id id)
+{
+    return SOCK_ID_NODE(id) == w->node &&
+           SOCK_ID_GENERATION(id) == w->generation &&
+           SOCK_ID_SLOT(id) == w->slot;
+}
+
 /*
  * Whether the fan-out starting now (one publish or broadcast to this
  * worker's subscribers) should wait for the next tick of [server]
