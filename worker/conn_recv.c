@@ -374,6 +374,14 @@ conn_read(struct conn *c)
 {
     struct worker *w = c->w;
 
+    /* Input kept while paused is older than the socket's: it goes first
+       (the idle watcher may not have run it yet), or frames would be
+       spliced out of order. */
+    if (STASHED(c) && c->state != CONN_HANDSHAKE) {
+        conn_run_stash(c);
+        if (STASHED(c) || c->want_teardown || !c->active)
+            return;
+    }
     for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
         ssize_t n;
         size_t used;

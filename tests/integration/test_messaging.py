@@ -188,6 +188,21 @@ class Messaging(SockdTestCase):
                    build_frame(OP_TEXT, b"echo later"))
         self.check_paused(a, t0, (OP_TEXT, b"later"))
 
+    def test_pause_kept_input_goes_before_newer(self):
+        # Kept from the read that paused: "echo one" and half of "echo
+        # two". The rest arrives while paused and waits in the socket. On
+        # resume the kept bytes must go first, or the frame is spliced.
+        a = self.probe()
+        two = build_frame(OP_TEXT, b"echo two")
+        t0 = time.monotonic()
+        a.send_raw(build_frame(OP_TEXT, b"pause 300") +
+                   build_frame(OP_TEXT, b"echo one") + two[:5])
+        time.sleep(0.1)
+        a.send_raw(two[5:] + build_frame(OP_TEXT, b"echo three"))
+        self.check_paused(a, t0, (OP_TEXT, b"one"))
+        self.assertEqual(a.recv_text(timeout=3), "two")
+        self.assertEqual(a.recv_text(timeout=3), "three")
+
     def test_send_to_closed_connection_dropped(self):
         a, b = self.probe(), self.probe()
         bid = self.ident(b)
