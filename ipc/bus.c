@@ -655,6 +655,12 @@ bus_set_max_frame(struct bus *b, size_t max_frame)
     b->in.max_frame = b->max_frame;
 }
 
+void
+bus_pause_input(struct bus *b, bool paused)
+{
+    bus_in_pause(&b->in, paused);
+}
+
 ssize_t
 bus_peer_queued(const struct bus *b, uint32_t peer_key)
 {

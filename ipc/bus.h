@@ -17,6 +17,7 @@
 #define SOCK_BUS_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -143,6 +144,15 @@ void bus_set_peer_cap(struct bus *b, size_t cap);
  * Default BUS_MAX_FRAME_DEFAULT; at most UINT32_MAX.
  */
 void bus_set_max_frame(struct bus *b, size_t max_frame);
+
+/*
+ * Stops (paused) or resumes reading from every peer, present and future.
+ * While paused, what peers send waits in their queues and sockets (and
+ * over their caps is dropped there, counted), so a receiver that cannot
+ * keep up holds no more than it has decoded. Frames of a read already
+ * made are still delivered.
+ */
+void bus_pause_input(struct bus *b, bool paused);
 
 /* Bytes queued and not yet written for a peer, or -ENOENT. */
 ssize_t bus_peer_queued(const struct bus *b, uint32_t peer_key);

@@ -267,7 +267,8 @@ inconn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    for (int i = 0; i < BUS_READS_PER_WAKEUP && !c->closing; i++) {
+    for (int i = 0; i < BUS_READS_PER_WAKEUP && !c->closing && !c->in->paused;
+         i++) {
         bool more = c->part_cap > BUS_RBUF_SIZE ? inconn_read_big(c)
                                                 : inconn_read_small(c);
 
@@ -312,8 +313,27 @@ inconn_new(struct bus_in *in, int fd)
     c->fd = fd;
     c->pid = cr.pid;
     ev_io_init(&c->io, inconn_on_read, fd, EV_READ);
-    ev_io_start(in->loop, &c->io);
+    if (!in->paused)
+        ev_io_start(in->loop, &c->io);
     list_insert_tail(&in->conns, &c->link);
+}
+
+void
+bus_in_pause(struct bus_in *in, bool paused)
+{
+    if (paused == in->paused)
+        return;
+    in->paused = paused;
+    for (struct list *l = in->conns.next; l != &in->conns; l = l->next) {
+        struct inconn *c = container_of(l, struct inconn, link);
+
+        if (c->closing)
+            continue;
+        if (paused)
+            ev_io_stop(in->loop, &c->io);
+        else
+            ev_io_start(in->loop, &c->io);
+    }
 }
 
 static void

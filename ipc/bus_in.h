@@ -42,6 +42,7 @@ struct bus_in {
     struct list conns;        /* struct inconn */
     uint8_t *rbuf;            /* the one read buffer */
     uint64_t received, bytes_in, rejects, errors;
+    bool paused;              /* bus_in_pause: nothing is read */
     ev_tstamp log_at;         /* rate limit for per-connection warnings */
     unsigned log_quiet;       /* warnings suppressed since log_at */
 };
@@ -59,6 +60,9 @@ int bus_in_init(struct bus_in *in, struct ev_loop *loop, uint32_t self_key,
 
 /* Closes every connection and the listener, and unlinks the path. */
 void bus_in_destroy(struct bus_in *in);
+
+/* Stops or resumes reading every connection (new ones start as set). */
+void bus_in_pause(struct bus_in *in, bool paused);
 
 /*
  * Applies the pid check again to connections whose hello named key, for

@@ -735,6 +735,7 @@ config_new(const char *name)
         .max_request_head = 8 * KIB,
         .max_headers = 64,
         .max_partial_bytes = 256 * MIB,
+        .max_fanout_backlog = 8 * MIB,
         .shutdown_timeout_ms = 10000,
         .drain_timeout_ms = 30000,
         .drain_spread_ms = 10000,

@@ -127,6 +127,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->max_connections, 0);
     ck_assert_uint_eq(s->max_partial_bytes, 256u << 20);
     ck_assert_uint_eq(s->fanout_interval_ms, 0);
+    ck_assert_uint_eq(s->max_fanout_backlog, 8u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 10000);
     ck_assert_uint_eq(s->drain_timeout_ms, 30000);
     ck_assert_uint_eq(s->drain_spread_ms, 10000);
@@ -178,7 +179,7 @@ START_TEST(test_every_key)
         "handshake_timeout = 3s\nmax_request_head = 16KiB\n"
         "max_headers = 100\nmax_connections = 5000\n"
         "max_partial_bytes = 64MiB\nmessage_timeout = 45s\n"
-        "fanout_interval = 15ms\n"
+        "fanout_interval = 15ms\nmax_fanout_backlog = 2MiB\n"
         "shutdown_timeout = 4s\ndrain_timeout = 1m\ndrain_spread = 20s\n"
         "worker_shutdown_timeout = 2m\nworker_heartbeat_timeout = 30s\n"
         "idle_timeout = 2m\nclose_timeout = 7s\nmax_frame_size = 1MiB\n"
@@ -211,6 +212,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(s->max_connections, 5000);
     ck_assert_uint_eq(s->max_partial_bytes, 64u << 20);
     ck_assert_uint_eq(s->fanout_interval_ms, 15);
+    ck_assert_uint_eq(s->max_fanout_backlog, 2u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 4000);
     ck_assert_uint_eq(s->drain_timeout_ms, 60000);
     ck_assert_uint_eq(s->drain_spread_ms, 20000);
@@ -500,6 +502,10 @@ static const struct {
       "bad value '2s' for fanout_interval: allowed 1ms to 1s" },
     { HEAD "[server]\nfanout_interval = soon\n", "t.conf:5: ",
       "bad value 'soon' for fanout_interval" },
+    { HEAD "[server]\nmax_fanout_backlog = 1KiB\n", "t.conf:5: ",
+      "bad value '1KiB' for max_fanout_backlog" },
+    { HEAD "[server]\nmax_fanout_backlog = lots\n", "t.conf:5: ",
+      "bad value 'lots' for max_fanout_backlog" },
     { HEAD "message_timeout = soon\n", "t.conf:4: ",
       "bad value 'soon' for message_timeout" },
     { HEAD "[server]\nsend_hard_limit = 512KiB\n", "t.conf:4: ",

@@ -75,6 +75,7 @@ conn_cold(struct conn *c)
         return NULL;
     messaging_box_init(&x->box, c->w, c);
     tnode_init(&x->mtn);
+    list_init(&x->palink);
     c->x = x;
     return x;
 }
@@ -160,6 +161,11 @@ conn_teardown(struct conn *c)
     conn_drop_input(c);
     list_remove(&c->flink);
     c->flush_later = false;
+    conn_fan_clear(c);
+    if (c->fan_paused) {
+        c->fan_paused = false;
+        list_remove(&c->x->palink);
+    }
     list_remove(&c->plink);
     list_remove(&c->link);
     tls_conn_free(c->tls);
@@ -284,7 +290,9 @@ conn_close(struct conn *c, uint16_t code, const char *reason, size_t len,
     conn_queue_close(c, code, reason, len);
     c->state = CONN_CLOSING;
     tlist_arm(c->w->timers, &c->tn, close_timeout_ms(c));
-    if (!c->active) { /* the peer's close can only be seen if we read */
+    /* The peer's close can only be seen if we read. */
+    conn_fan_unpause(c);
+    if (!c->active) {
         c->active = true;
         conn_want_read(c, true);
     }

@@ -66,6 +66,9 @@ struct conn_cold {
        box.c leads back to the connection from mtn too. */
     struct msg_box box;
     sock_pending *pending;       /* the upgrade waits for the app (pending.c) */
+
+    /* On w->paused while c->fan_paused (conn_fan_pause). */
+    struct list palink;
 };
 
 /* The client's address, kept raw: formatted only when asked for. */
@@ -138,6 +141,11 @@ struct conn {
     bool want_teardown:1;
     bool pong_due:1;             /* x->pong waits to be queued */
     bool flush_later:1;          /* flink is on w->flush_later */
+    bool fan_paused:1;           /* not read: its publishes took the
+                                    fan-out backlog over its limit */
+    /* Fan-out queued to c since its last write attempt while c waited for
+       us, not its peer (its part of stats->fanout_backlog; saturates). */
+    uint32_t fan_unsent:24;
 
     union conn_addr addr;        /* the peer */
     ev_tstamp opened_at;         /* the 101, for sockctl conns */
@@ -154,6 +162,9 @@ void conn_flush(struct conn *c);
 /* Puts c on the worker's flush list (off flush_later if it was there):
    it is written before the next poll. */
 void conn_flush_soon(struct conn *c);
+/* Reads again from the connections paused for the fan-out backlog, once
+   it is down to half of max_fanout_backlog (before each poll). */
+void conn_fan_resume(struct worker *w);
 /* Delivers queued infos and stashed input (from the worker's idle). */
 void conn_run_pending(struct conn *c);
 /* Server stop: 1001 (or the code given) to open connections. */

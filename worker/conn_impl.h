@@ -142,7 +142,8 @@ cb_leave(struct conn *c)
 static inline void
 conn_io_update(struct conn *c)
 {
-    int ev = (c->reading ? EV_READ : 0) | (c->writing ? EV_WRITE : 0);
+    int ev = (c->reading && !c->fan_paused ? EV_READ : 0) |
+             (c->writing ? EV_WRITE : 0);
 
     if (ev_is_active(&c->io)) {
         if ((c->io.events & (EV_READ | EV_WRITE)) == ev)
@@ -181,5 +182,39 @@ conn_want_flush(struct conn *c)
     if (list_empty(&c->flink) && !c->writing)
         list_insert_tail(&c->w->flush, &c->flink);
 }
+
+/* ---- The fan-out backlog (max_fanout_backlog) ---------------------------- */
+
+#define CONN_FAN_MAX ((1u << 24) - 1) /* c->fan_unsent's width */
+
+/*
+ * n bytes of a publish or broadcast queued to c. Counted only while c
+ * waits for the worker to write them: a client that does not read keeps
+ * its queue under send_hard_limit, and must not slow the publishers of
+ * everyone else.
+ */
+static inline void
+conn_fan_add(struct conn *c, size_t n)
+{
+    uint32_t room = CONN_FAN_MAX - c->fan_unsent;
+
+    if (c->writing)
+        return;
+    if (n > room)
+        n = room;
+    c->fan_unsent += (uint32_t)n;
+    c->w->stats->fanout_backlog += n;
+}
+
+/* c is being written (or is gone): its part is no longer the worker's. */
+static inline void
+conn_fan_clear(struct conn *c)
+{
+    c->w->stats->fanout_backlog -= c->fan_unsent;
+    c->fan_unsent = 0;
+}
+
+/* conn_recv.c: reading again after a pause for the backlog. */
+void conn_fan_unpause(struct conn *c);
 
 #endif

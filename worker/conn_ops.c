@@ -84,9 +84,11 @@ conn_run_pending(struct conn *c)
     list_remove(&c->plink);
     if (c->state == CONN_DEAD)
         return;
-    if (STASHED(c) && c->active && c->state != CONN_HANDSHAKE)
+    if (STASHED(c) && c->active && !c->fan_paused &&
+        c->state != CONN_HANDSHAKE)
         conn_run_stash(c);
     if (c->tls != NULL && !c->tls_handshaking && c->active &&
+        !c->fan_paused &&
         !STASHED(c) && tls_pending(c->tls) > 0)
         conn_read(c);
     /* A bounded batch; the rest waits for the next turn. */
@@ -97,8 +99,11 @@ conn_run_pending(struct conn *c)
         conn_deliver_info(c, i);
         messaging_info_free(i);
     }
+    if (list_empty(&c->flink))
+        conn_fan_clear(c); /* handle_info pushed nothing to write */
     if (c->state == CONN_OPEN && c->x != NULL &&
-        (c->x->box.n > 0 || (c->x->stash_len > 0 && c->active)))
+        (c->x->box.n > 0 ||
+         (c->x->stash_len > 0 && c->active && !c->fan_paused)))
         conn_want_pending(c);
     conn_settle(c);
 }
@@ -138,6 +143,9 @@ conn_enqueue_info(struct conn *c, sock_info_kind kind, uint32_t type,
     rc = messaging_box_put(&x->box, kind, type, from, topic, data, held);
     if (rc == 0)
         conn_want_pending(c);
+    if (rc == 0 && data != NULL &&
+        (kind == SOCK_INFO_PUBLISH || kind == SOCK_INFO_BROADCAST))
+        conn_fan_add(c, data->len); /* what handle_info will likely push */
     return rc;
 }
 

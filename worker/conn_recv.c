@@ -120,7 +120,7 @@ conn_track_unfinished(struct conn *c)
     uint32_t ms = c->route != NULL ? conn_opts(c)->message_timeout_ms : 0;
     struct conn_cold *x;
 
-    if (ms == 0 || c->state != CONN_OPEN || !c->active ||
+    if (ms == 0 || c->state != CONN_OPEN || !c->active || c->fan_paused ||
         !conn_unfinished(c)) {
         if (c->x != NULL)
             tlist_disarm(&c->x->mtn);
@@ -140,6 +140,75 @@ conn_unit_done(struct conn *c)
         tlist_disarm(&c->x->mtn);
 }
 
+/* ---- The fan-out backlog ----------------------------------------------- */
+
+/*
+ * One client's publishes can queue far more than it sends: a 70-byte
+ * publish to 1000 subscribers is 70 KB, and a read of 256 KiB of them
+ * hundreds of megabytes, faster than the worker can write it. So a
+ * message that fanned out while the worker's backlog of unwritten fan-out
+ * is over max_fanout_backlog is its sender's last until the worker has
+ * written the backlog down to half: the rest of the read is kept (as for
+ * a paused app) and the socket is not read. The publisher slows to what
+ * the subscribers get; nobody's output is dropped or closed for it.
+ */
+static void
+conn_fan_pause(struct conn *c)
+{
+    struct conn_cold *x = conn_cold(c);
+
+    if (x == NULL || c->fan_paused || c->state != CONN_OPEN)
+        return;
+    c->fan_paused = true;
+    list_insert_tail(&c->w->paused, &x->palink);
+    c->w->stats->fanout_pauses++;
+    conn_io_update(c);
+    if (c->active)
+        tlist_disarm(&c->tn); /* no idle timeout while we do not read */
+    conn_track_unfinished(c);
+}
+
+void
+conn_fan_unpause(struct conn *c)
+{
+    if (!c->fan_paused)
+        return;
+    c->fan_paused = false;
+    list_remove(&c->x->palink);
+    conn_io_update(c);
+    if (!c->active)
+        return; /* the app paused it too: it resumes it */
+    if (c->state == CONN_OPEN) { /* closing: tn is the close timeout */
+        c->awaiting_pong = false;
+        tlist_arm(c->w->timers, &c->tn, open_timeout_ms(c));
+        conn_track_unfinished(c);
+    }
+    /* What was kept (maybe the peer's close) goes before newer input. */
+    if (STASHED(c) || (c->tls != NULL && tls_pending(c->tls) > 0))
+        conn_want_pending(c);
+}
+
+void
+conn_fan_resume(struct worker *w)
+{
+    if (w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog / 2)
+        return;
+    while (!list_empty(&w->paused))
+        conn_fan_unpause(container_of(w->paused.next, struct conn_cold,
+                                      palink)->box.c);
+}
+
+/* After a handler: pause c if what it published took the backlog over. */
+static void
+conn_fan_check(struct conn *c, uint32_t fanouts)
+{
+    struct worker *w = c->w;
+
+    if (w->fanouts != fanouts &&
+        w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog)
+        conn_fan_pause(c);
+}
+
 /* ---- Receiving frames -------------------------------------------------- */
 
 static void
@@ -156,6 +225,7 @@ static void
 conn_deliver(struct conn *c, uint8_t op, const void *data, size_t len)
 {
     sock_msg m = { .opcode = (sock_opcode)op, .data = data, .len = len };
+    uint32_t fanouts = c->w->fanouts;
     sock_ret ret;
 
     c->w->stats->msgs_in++;
@@ -164,6 +234,7 @@ conn_deliver(struct conn *c, uint8_t op, const void *data, size_t len)
     ret = c->route->app->handle_in(&c->base, &m, &c->app_state);
     cb_leave(c);
     conn_after_app(c, ret);
+    conn_fan_check(c, fanouts);
 }
 
 static void
@@ -171,6 +242,7 @@ conn_deliver_control(struct conn *c, uint8_t op, const void *data,
                      size_t len)
 {
     sock_msg m = { .opcode = (sock_opcode)op, .data = data, .len = len };
+    uint32_t fanouts = c->w->fanouts;
     sock_ret ret;
 
     if (c->route->app->handle_control == NULL)
@@ -179,6 +251,7 @@ conn_deliver_control(struct conn *c, uint8_t op, const void *data,
     ret = c->route->app->handle_control(&c->base, &m, &c->app_state);
     cb_leave(c);
     conn_after_app(c, ret);
+    conn_fan_check(c, fanouts);
 }
 
 static void
@@ -265,7 +338,8 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 static bool
 conn_can_read_frames(const struct conn *c)
 {
-    return (c->state == CONN_OPEN && c->active) || c->state == CONN_CLOSING;
+    return (c->state == CONN_OPEN && c->active && !c->fan_paused) ||
+           c->state == CONN_CLOSING;
 }
 
 /* Feeds frames to the session while the connection reads them. */
@@ -379,7 +453,7 @@ conn_read(struct conn *c)
        spliced out of order. */
     if (STASHED(c) && c->state != CONN_HANDSHAKE) {
         conn_run_stash(c);
-        if (STASHED(c) || c->want_teardown || !c->active)
+        if (STASHED(c) || c->want_teardown || !c->active || c->fan_paused)
             return;
     }
     for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
@@ -423,7 +497,7 @@ conn_read(struct conn *c)
             conn_keep(c, w->rbuf + used, (size_t)n - used);
             return;
         }
-        if (c->want_teardown || !c->active)
+        if (c->want_teardown || !c->active || c->fan_paused)
             return;
         if ((size_t)n < w->rbuf_size && (c->tls == NULL ||
                                          tls_pending(c->tls) == 0))

@@ -264,6 +264,7 @@ conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
                 sock_buf *frame, bool held)
 {
     struct worker *w = c->w;
+    size_t before = c->sq.bytes;
     sock_buf *was;
     int rc;
 
@@ -282,6 +283,7 @@ conn_push_frame(struct conn *c, uint8_t op, sock_buf *payload,
     if (rc != 0)
         return rc;
     conn_count_out(c);
+    conn_fan_add(c, c->sq.bytes - before);
     if (held)
         conn_want_flush_held(c);
     else
@@ -431,6 +433,7 @@ conn_flush(struct conn *c)
 
     list_remove(&c->flink);
     c->flush_later = false;
+    conn_fan_clear(c);
     if (c->state == CONN_DEAD)
         return;
     rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);

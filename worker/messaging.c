@@ -483,6 +483,26 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
         broadcast_local(w, m->app_type, m->from, m->data, m->len);
         break;
     }
+    /* As for a client that publishes (conn_fan_pause): the other workers'
+       publishes wait in their queues to us, and over the queues' caps are
+       dropped there, counted. */
+    if (w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog &&
+        !w->bus_paused && w->bus != NULL) {
+        w->bus_paused = true;
+        w->stats->fanout_pauses++;
+        bus_pause_input(w->bus, true);
+    }
+}
+
+void
+messaging_fan_resume(struct worker *w)
+{
+    if (!w->bus_paused ||
+        w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog / 2)
+        return;
+    w->bus_paused = false;
+    if (w->bus != NULL)
+        bus_pause_input(w->bus, false);
 }
 
 int
@@ -585,6 +605,7 @@ publish_local(struct worker *w, const char *topic, uint32_t type,
 
     if (t == NULL)
         return 0;
+    w->fanouts++;
     b = sock_buf_new(data, len);
     if (b == NULL)
         return -ENOMEM;
@@ -623,6 +644,7 @@ broadcast_local(struct worker *w, uint32_t type, sock_id from,
 
     if (b == NULL)
         return -ENOMEM;
+    w->fanouts++;
     held = worker_fanout_later(w);
     w->msg_ops->broadcast(w, type, from, b, held);
     sock_buf_unref(b);

@@ -114,6 +114,9 @@ struct bus_msg;
    BUS_BROADCAST), for this worker's own connections only (ctx: the
    worker); other types are ignored (worker.c routes them). */
 void messaging_bus_deliver(void *ctx, const struct bus_msg *m);
+/* Reads the bus again once the fan-out backlog that paused it (over
+   max_fanout_backlog) is down to half (before each poll). */
+void messaging_fan_resume(struct worker *w);
 
 /* A sock_post, on the loop: to c on this worker as SOCK_INFO_POST, or
    over the bus or Redis like sock_send_info from 0; stale ids counted. */

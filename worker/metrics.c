@@ -83,6 +83,14 @@ static const struct stat_metric stat_metrics[] = {
     { "sock_partial_budget_closes_total", "counter",
       "Connections closed with 1009 to keep that under max_partial_bytes.",
       STAT(partial_closes) },
+    { "sock_fanout_backlog_bytes", "gauge",
+      "Bytes of publishes and broadcasts queued to connections and not yet "
+      "written, not counting those waiting for a slow client.",
+      STAT(fanout_backlog) },
+    { "sock_fanout_pauses_total", "counter",
+      "Times a client's publish took that over max_fanout_backlog, so its "
+      "input waited until the worker had written the backlog down.",
+      STAT(fanout_pauses) },
     { "sock_message_timeouts_total", "counter",
       "Connections closed with 1008 for a message unfinished after "
       "message_timeout.", STAT(message_timeouts) },
@@ -319,6 +327,7 @@ metrics_render(struct worker *w, char *buf, size_t size)
             worker_route_stats_for(&sum, s->route[r].path)->open +=
                 s->route[r].open;
         sum.partial_bytes += s->partial_bytes;
+        sum.fanout_backlog += s->fanout_backlog;
         sum.redis.connected += s->redis.connected;
     }
     o = build_metrics(w, buf, size, o);

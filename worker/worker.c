@@ -89,6 +89,9 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         conn_flush(container_of(w->flush.next, struct conn, flink));
     if (!list_empty(&w->flush))
         ev_idle_start(loop, &w->idle);
+    if (!list_empty(&w->paused))
+        conn_fan_resume(w);
+    messaging_fan_resume(w);
     while (!list_empty(&w->dead)) {
         struct conn *c = container_of(w->dead.next, struct conn, link);
 
@@ -315,6 +318,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     list_init(&w->conns);
     list_init(&w->flush);
     list_init(&w->flush_later);
+    list_init(&w->paused);
     list_init(&w->pending);
     list_init(&w->dead);
     list_init(&w->admin_waiting);

@@ -76,6 +76,11 @@ struct worker_stats {
     uint64_t partial_bytes;       /* gauge: unfinished input held
                                      (conn_recv.c) */
     uint64_t partial_closes;      /* closed 1009 over max_partial_bytes */
+    uint64_t fanout_backlog;      /* gauge: fan-out queued to connections
+                                     that wait for us, not for their peer,
+                                     to write it (conn_fan_add) */
+    uint64_t fanout_pauses;       /* publishers paused over
+                                     max_fanout_backlog */
     uint64_t message_timeouts;    /* closed 1008 over message_timeout */
     uint64_t pongs_coalesced;     /* pings answered by a later ping's pong */
     struct redis_stats redis;     /* the bridge between machines */
@@ -123,6 +128,10 @@ struct worker {
     ev_timer fanout_timer;    /* that tick (fanout_interval) */
     ev_tstamp fanout_next;    /* fan-out before then waits for the tick */
     bool fanout_held;         /* in handle_info for a held fan-out */
+    uint32_t fanouts;         /* local publishes and broadcasts so far */
+    struct list paused;       /* connections not read while the fan-out
+                                 backlog is over max_fanout_backlog */
+    bool bus_paused;          /* the bus is not read, for the same reason */
     struct list pending;      /* connections with infos or stashed input */
     struct list dead;         /* torn down, freed before the next poll */
     struct list admin_waiting; /* admin requests other workers owe answers */
