@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""holdattack: what two memory attacks cost a sockd worker (issue 11).
+"""holdattack: what three memory attacks cost a sockd worker.
 
 Starts SOCKD (workers = 0, so the process is the worker) on a free
 127.0.0.1 port with the echo app and the default limits, runs one attack
@@ -10,12 +10,17 @@ against it, samples its VmRSS every 100 ms, and prints one RESULT line.
   partial    --conns clients each send an unfinished message of
              --size bytes (one frame, last byte missing) and hold it for
              --seconds
+  noread     --conns clients send 64 KiB echo requests round-robin for
+             --seconds and never read the echoes: each can make the worker
+             queue up to its send_hard_limit, all of them together up to
+             max_send_bytes
 
 Loopback only; every run ends by itself (the attack after --seconds, the
 server with it). Standard library only.
 
   bench/holdattack.py --sockd build/sockd pingflood --seconds 5
   bench/holdattack.py --sockd build/sockd partial --conns 64
+  bench/holdattack.py --sockd build/sockd noread --conns 64
 """
 
 import argparse
@@ -154,6 +159,34 @@ def partial(port, pid, args):
                rss.peak, closed))
 
 
+def noread(port, pid, args):
+    rss = Sampler(pid)
+    req = frame(0x2, b"n" * 65536)
+    conns = [connect(port, rcvbuf=4096) for _ in range(args.conns)]
+    live = list(conns)
+    sent, t0 = 0, time.monotonic()
+    for s in conns:
+        s.settimeout(0.05)
+    while live and time.monotonic() - t0 < args.seconds:
+        for s in list(live):
+            try:
+                s.sendall(req)
+                sent += len(req)
+            except socket.timeout:
+                pass        # the server stopped reading this one
+            except OSError:
+                live.remove(s)  # closed by the server
+            rss.tick()
+    rss.tick(force=True)
+    took = time.monotonic() - t0
+    for s in conns:
+        s.close()
+    return ("conns=%d sent_mib=%.0f seconds=%.1f rss_start_kib=%d "
+            "rss_peak_kib=%d closed_by_server=%d"
+            % (args.conns, sent / 1048576, took, rss.first, rss.peak,
+               args.conns - len(live)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sockd", default="build/sockd")
@@ -164,10 +197,13 @@ def main():
     p.add_argument("--conns", type=int, default=64)
     p.add_argument("--size", type=int, default=8 << 20)
     p.add_argument("--seconds", type=float, default=5.0)
+    p = sub.add_parser("noread")
+    p.add_argument("--conns", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
     if not 0 < args.seconds <= 60:
         ap.error("--seconds: 0 to 60")
-    if args.attack == "partial" and not 0 < args.conns <= 256:
+    if args.attack != "pingflood" and not 0 < args.conns <= 256:
         ap.error("--conns: 1 to 256")
 
     with tempfile.TemporaryDirectory(prefix="holdattack-") as tmp:
@@ -187,7 +223,8 @@ def main():
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise SystemExit("sockd did not start")
                     time.sleep(0.05)
-            run = pingflood if args.attack == "pingflood" else partial
+            run = {"pingflood": pingflood, "partial": partial,
+                   "noread": noread}[args.attack]
             print("RESULT attack=%s sockd=%s %s" % (args.attack, args.sockd,
                                                     run(port, proc.pid, args)))
         finally:

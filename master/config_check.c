@@ -171,6 +171,42 @@ check_partial_budget(struct parser *p)
     }
 }
 
+/*
+ * One connection at its send_hard_limit must fit in max_send_bytes, or
+ * the worker would close clients that are within their own limit. A
+ * config that does not set max_send_bytes (older ones) gets the largest
+ * send_hard_limit instead when that is over the default.
+ */
+static void
+check_send_budget(struct parser *p)
+{
+    struct config *c = p->cfg;
+    size_t hl = config_key_index("send_hard_limit", SC_OPTS);
+    size_t sb = config_key_index("max_send_bytes", SC_SERVER);
+    int line;
+
+    for (size_t i = 0; i < c->n_routes; i++) {
+        const struct route *r = &c->routes[i];
+
+        if (r->opts.send_hard_limit <= c->server.max_send_bytes)
+            continue;
+        if (!p->server_seen.line[sb]) {
+            c->server.max_send_bytes = r->opts.send_hard_limit;
+            continue;
+        }
+        line = p->route_seen[i].line[hl] ? p->route_seen[i].line[hl]
+               : p->server_seen.line[sb] ? p->server_seen.line[sb]
+               : p->server_seen.line[hl];
+        config_report(p, line,
+                      "[route %s] send_hard_limit (%llu bytes) is over "
+                      "[server] max_send_bytes (%llu bytes), which bounds "
+                      "what a worker holds in all its send queues: raise "
+                      "max_send_bytes or lower send_hard_limit", r->path,
+                      (unsigned long long)r->opts.send_hard_limit,
+                      (unsigned long long)c->server.max_send_bytes);
+    }
+}
+
 void
 config_check(struct parser *p)
 {
@@ -191,6 +227,7 @@ config_check(struct parser *p)
     for (size_t i = 0; i < c->n_routes; i++)
         finish_route(p, i);
     check_partial_budget(p);
+    check_send_budget(p);
     finish_admin_redis(p);
 }
 

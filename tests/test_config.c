@@ -128,6 +128,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->max_partial_bytes, 256u << 20);
     ck_assert_uint_eq(s->fanout_interval_ms, 0);
     ck_assert_uint_eq(s->max_fanout_backlog, 8u << 20);
+    ck_assert_uint_eq(s->max_send_bytes, 256u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 10000);
     ck_assert_uint_eq(s->drain_timeout_ms, 30000);
     ck_assert_uint_eq(s->drain_spread_ms, 10000);
@@ -180,6 +181,7 @@ START_TEST(test_every_key)
         "max_headers = 100\nmax_connections = 5000\n"
         "max_partial_bytes = 64MiB\nmessage_timeout = 45s\n"
         "fanout_interval = 15ms\nmax_fanout_backlog = 2MiB\n"
+        "max_send_bytes = 64MiB\n"
         "shutdown_timeout = 4s\ndrain_timeout = 1m\ndrain_spread = 20s\n"
         "worker_shutdown_timeout = 2m\nworker_heartbeat_timeout = 30s\n"
         "idle_timeout = 2m\nclose_timeout = 7s\nmax_frame_size = 1MiB\n"
@@ -213,6 +215,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(s->max_partial_bytes, 64u << 20);
     ck_assert_uint_eq(s->fanout_interval_ms, 15);
     ck_assert_uint_eq(s->max_fanout_backlog, 2u << 20);
+    ck_assert_uint_eq(s->max_send_bytes, 64u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 4000);
     ck_assert_uint_eq(s->drain_timeout_ms, 60000);
     ck_assert_uint_eq(s->drain_spread_ms, 20000);
@@ -308,6 +311,22 @@ START_TEST(test_message_timeout_off)
 
     ck_assert_uint_eq(c->routes[0].opts.message_timeout_ms, 0);
     ck_assert_uint_eq(c->defaults.message_timeout_ms, 60000);
+    config_free(c);
+}
+END_TEST
+
+/* A config from before max_send_bytes keeps working: the budget grows to
+   fit its largest send_hard_limit. */
+START_TEST(test_send_budget_fits_hard_limit)
+{
+    struct config *c = parse_ok(HEAD "send_hard_limit = 512MiB\n"
+                                "[route /b]\napp = b\n"
+                                "send_hard_limit = 300MiB\n");
+
+    ck_assert_uint_eq(c->server.max_send_bytes, 512u << 20);
+    config_free(c);
+    c = parse_ok(HEAD "send_hard_limit = 1MiB\n");
+    ck_assert_uint_eq(c->server.max_send_bytes, 256u << 20);
     config_free(c);
 }
 END_TEST
@@ -502,6 +521,14 @@ static const struct {
       "bad value '2s' for fanout_interval: allowed 1ms to 1s" },
     { HEAD "[server]\nfanout_interval = soon\n", "t.conf:5: ",
       "bad value 'soon' for fanout_interval" },
+    { HEAD "[server]\nmax_send_bytes = 8MiB\n", "t.conf:5: ",
+      "[route /echo] send_hard_limit (16777216 bytes) is over [server] "
+      "max_send_bytes (8388608 bytes)" },
+    { HEAD "send_hard_limit = 512MiB\n[server]\nmax_send_bytes = 300MiB\n",
+      "t.conf:4: ",
+      "send_hard_limit (536870912 bytes) is over [server] max_send_bytes" },
+    { HEAD "[server]\nmax_send_bytes = 0\n", "t.conf:5: ",
+      "bad value '0' for max_send_bytes" },
     { HEAD "[server]\nmax_fanout_backlog = 1KiB\n", "t.conf:5: ",
       "bad value '1KiB' for max_fanout_backlog" },
     { HEAD "[server]\nmax_fanout_backlog = lots\n", "t.conf:5: ",
@@ -1030,6 +1057,7 @@ config_suite(void)
     tcase_add_test(tc, test_workers_auto);
     tcase_add_test(tc, test_heartbeat_timeout);
     tcase_add_test(tc, test_message_timeout_off);
+    tcase_add_test(tc, test_send_budget_fits_hard_limit);
     tcase_add_test(tc, test_server_defaults_any_order);
     tcase_add_test(tc, test_comments_and_syntax);
     tcase_add_test(tc, test_list_continuation);

@@ -239,15 +239,80 @@ conn_queue_close(struct conn *c, uint16_t code, const char *reason,
  * every frame counts, ours (pongs, pings) too. The close frame is the one
  * frame queued past the limit, once per connection.
  */
+static void
+conn_evict(struct conn *v)
+{
+    struct worker *w = v->w;
+
+    log_info("event=send_budget_close conn=%llx peer=%s queued=%zu "
+             "worker_queued=%zu", (unsigned long long)v->id, PEER(v),
+             v->sq.bytes, sendq_total_bytes());
+    w->stats->send_budget_closes++;
+    sendq_clear(&v->sq);
+    v->pong_left = 0;
+    v->pongs_queued = 0;
+    v->pong_due = false;
+    conn_fan_clear(v);
+    if (v->close_kind == 0 || v->state == CONN_OPEN) {
+        v->close_kind = SOCK_CLOSE_ERROR;
+        v->close_err = SOCK_ERR_BACKPRESSURE;
+    }
+    /* Nothing more is queued to it; torn down from the flush list, where
+       no handler or fan-out loop is walking the connection's links. */
+    v->state = CONN_FINISH;
+    v->want_teardown = true;
+    list_remove(&v->flink);
+    v->flush_later = false;
+    list_insert_tail(&w->flush, &v->flink);
+}
+
+/*
+ * Keeps all the worker's send queues together under max_send_bytes (per
+ * connection send_hard_limit bounds one client; this bounds many). While
+ * len more bytes would go over, the connection holding the most, a client
+ * that reads slower than it makes us write, loses its queue and is closed
+ * without a close frame (which could not reach it past that queue). A
+ * scan of the connections, but only when over, and each frees a holder.
+ * false if c itself went.
+ */
+static bool
+conn_within_send_budget(struct conn *c, size_t len)
+{
+    struct worker *w = c->w;
+    uint64_t budget = w->cfg->server.max_send_bytes;
+
+    while (sendq_total_bytes() + len > budget) {
+        struct conn *v = NULL;
+        size_t most = 0;
+
+        for (struct list *l = w->conns.next; l != &w->conns; l = l->next) {
+            struct conn *o = container_of(l, struct conn, link);
+
+            if (!o->want_teardown && o->sq.bytes > most) {
+                v = o;
+                most = o->sq.bytes;
+            }
+        }
+        if (v == NULL)
+            break;
+        conn_evict(v);
+        if (v == c)
+            return false;
+    }
+    return true;
+}
+
 bool
 conn_fits(struct conn *c, size_t len)
 {
-    if (c->sq.bytes + len <= conn_opts(c)->send_hard_limit)
-        return true;
-    log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
-             (unsigned long long)c->id, PEER(c), c->sq.bytes);
-    conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
-    return false;
+    if (c->sq.bytes + len > conn_opts(c)->send_hard_limit) {
+        log_info("event=send_queue_full conn=%llx peer=%s queued=%zu",
+                 (unsigned long long)c->id, PEER(c), c->sq.bytes);
+        conn_fail(c, 1008, SOCK_ERR_BACKPRESSURE);
+        return false;
+    }
+    return sendq_total_bytes() + len <= c->w->cfg->server.max_send_bytes ||
+           conn_within_send_budget(c, len);
 }
 
 /* A pong or ping of the server's own, within the send limits. */

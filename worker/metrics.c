@@ -83,6 +83,12 @@ static const struct stat_metric stat_metrics[] = {
     { "sock_partial_budget_closes_total", "counter",
       "Connections closed with 1009 to keep that under max_partial_bytes.",
       STAT(partial_closes) },
+    { "sock_send_queue_bytes", "gauge",
+      "Bytes in every connection's send queue, not yet written.",
+      STAT(send_bytes) },
+    { "sock_send_budget_closes_total", "counter",
+      "Connections dropped to keep that under max_send_bytes.",
+      STAT(send_budget_closes) },
     { "sock_fanout_backlog_bytes", "gauge",
       "Bytes of publishes and broadcasts queued to connections and not yet "
       "written, not counting those waiting for a slow client.",
@@ -328,6 +334,7 @@ metrics_render(struct worker *w, char *buf, size_t size)
                 s->route[r].open;
         sum.partial_bytes += s->partial_bytes;
         sum.fanout_backlog += s->fanout_backlog;
+        sum.send_bytes += s->send_bytes;
         sum.redis.connected += s->redis.connected;
     }
     o = build_metrics(w, buf, size, o);

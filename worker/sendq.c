@@ -47,6 +47,14 @@ static struct sendq_seg *mid_spare[SENDQ_MID_SPARES];
 static unsigned n_mid_spare;
 static struct sendq_seg *big_spare[SENDQ_BIG_SPARES];
 static unsigned n_big_spare;
+/* Bytes in every queue of the process (one worker): max_send_bytes. */
+static size_t total;
+
+size_t
+sendq_total_bytes(void)
+{
+    return total;
+}
 
 void
 sendq_init(struct sendq *q)
@@ -86,6 +94,7 @@ sendq_clear(struct sendq *q)
         next = s->next;
         seg_free(s);
     }
+    total -= q->bytes;
     sendq_init(q);
 }
 
@@ -148,6 +157,7 @@ copy_in(struct sendq *q, const uint8_t *p, size_t len)
         memcpy(t->data + t->len, p, n);
         t->len += n;
         q->bytes += n;
+        total += n;
         p += n;
         len -= n;
     }
@@ -187,6 +197,7 @@ rollback(struct sendq *q, struct sendq_mark m)
         q->head = NULL;
     }
     q->tail = m.tail;
+    total -= q->bytes - m.bytes;
     q->bytes = m.bytes;
 }
 
@@ -211,6 +222,7 @@ sendq_append(struct sendq *q, const void *hdr, size_t hlen, const void *data,
         t->len = hlen + len;
         seg_link(q, t);
         q->bytes += t->len;
+        total += t->len;
         return 0;
     }
     rc = copy_in(q, hdr, hlen);
@@ -244,6 +256,7 @@ sendq_append_buf(struct sendq *q, const void *hdr, size_t hlen, sock_buf *b)
     s->len = b->len;
     seg_link(q, s);
     q->bytes += b->len;
+    total += b->len;
     return 0;
 }
 
@@ -258,6 +271,7 @@ static void
 consume(struct sendq *q, size_t n)
 {
     q->bytes -= n;
+    total -= n;
     while (n > 0) {
         struct sendq_seg *s = q->head;
         size_t left = s->len - s->off;

@@ -26,6 +26,8 @@ typedef ssize_t (*sendq_writev_fn)(void *ctx, const struct iovec *iov,
                                    int iovcnt);
 
 void sendq_init(struct sendq *q);
+/* Bytes queued in every send queue of this process, not yet written. */
+size_t sendq_total_bytes(void);
 /* Frees every segment and drops buffer references. */
 void sendq_clear(struct sendq *q);
 /* Appends hdr then data, copied. 0 or -ENOMEM. */

@@ -92,6 +92,7 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
     if (!list_empty(&w->paused))
         conn_fan_resume(w);
     messaging_fan_resume(w);
+    w->stats->send_bytes = sendq_total_bytes();
     while (!list_empty(&w->dead)) {
         struct conn *c = container_of(w->dead.next, struct conn, link);
 

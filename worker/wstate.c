@@ -77,6 +77,7 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->deflate_out += s->deflate_out;
     sum->partial_closes += s->partial_closes;
     sum->fanout_pauses += s->fanout_pauses;
+    sum->send_budget_closes += s->send_budget_closes;
     sum->message_timeouts += s->message_timeouts;
     sum->pongs_coalesced += s->pongs_coalesced;
     sum->redis.published += s->redis.published;
