@@ -93,6 +93,7 @@ struct redis {
     ev_timer timer;         /* retry (WAIT) or connect timeout */
     double backoff;
     bool freeing;
+    bool in_paused;         /* redis_pause_input */
     bool outage_logged;     /* one warning per outage */
     bool cap_logged;        /* one warning per stretch over the cap */
     bool reply_error_logged;
@@ -279,6 +280,10 @@ redis_on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)privdata;
     if (x == NULL || l == NULL || l->ac != ac || l->r->freeing)
         return; /* the context is going away */
+    /* hiredis reads again after each command it writes: a paused bridge
+       stops it again here, at the next reply (of a read already made). */
+    if (l->r->in_paused && ac->ev.delRead != NULL)
+        ac->ev.delRead(ac->ev.data);
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 3 ||
         !reply_is_string(x->element[0]) || !reply_is_string(x->element[1]) ||
         strcmp(x->element[0]->str, "message") != 0)
@@ -679,6 +684,20 @@ redis_publish(struct redis *r, const struct bus_msg *m)
     r->inflight_bytes += size;
     r->stats->published++;
     return 0;
+}
+
+void
+redis_pause_input(struct redis *r, bool paused)
+{
+    redisAsyncContext *ac = r->sub.ac;
+
+    r->in_paused = paused;
+    if (ac == NULL || ac->ev.delRead == NULL || ac->ev.addRead == NULL)
+        return;
+    if (paused)
+        ac->ev.delRead(ac->ev.data);
+    else
+        ac->ev.addRead(ac->ev.data);
 }
 
 int

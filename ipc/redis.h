@@ -96,6 +96,15 @@ void redis_free(struct redis *r);
 int redis_publish(struct redis *r, const struct bus_msg *m);
 
 /*
+ * Stops (paused) or resumes reading the subscriber connection: what other
+ * nodes publish waits in Redis meanwhile (past its client output buffer
+ * limit for pub/sub, Redis closes the connection and the bridge
+ * reconnects: those messages are lost, as in an outage). Messages of a
+ * read already made are still delivered.
+ */
+void redis_pause_input(struct redis *r, bool paused);
+
+/*
  * Wants (on) or no longer wants the channel of topic (NUL-terminated,
  * 1-255 bytes). The caller says on at the first local subscriber and off
  * at the last; the bridge remembers the set and subscribes to all of it

@@ -807,6 +807,7 @@ START_TEST(test_random_partial_writes)
     uint8_t *src = malloc(65536);
     sock_buf *bufs[NBUFS];
     int rcs[2] = { 0, 0 }, errors = 0;
+    size_t others = sendq_total_bytes(); /* queues of earlier tests */
 
     ck_assert_ptr_nonnull(src);
     fill_rand(&rs, src, 65536);
@@ -823,6 +824,8 @@ START_TEST(test_random_partial_writes)
 
         for (int i = 0; i < nops; i++)
             rand_append(&rs, &q, &m, bufs, src);
+        /* The process-wide count (max_send_bytes) follows every change. */
+        ck_assert_uint_eq(sendq_total_bytes(), others + q.bytes);
         for (int i = 0; i < 4; i++)
             script[i] = rand_take(&rs);
         fake_script(&f, script, 4, ACCEPT_ALL);
@@ -833,8 +836,10 @@ START_TEST(test_random_partial_writes)
             rcs[rc]++;
         for (int i = 0; i < NBUFS; i++)
             ck_assert_uint_eq(bufs[i]->refs, model_refs(&m, i));
+        ck_assert_uint_eq(sendq_total_bytes(), others + q.bytes);
         if (test_rand(&rs) % 300 == 0) {
             sendq_clear(&q);
+            ck_assert_uint_eq(sendq_total_bytes(), others);
             model_discard(&m);
             for (int i = 0; i < NBUFS; i++)
                 ck_assert_uint_eq(bufs[i]->refs, 1);

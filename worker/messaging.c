@@ -485,12 +485,15 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
     }
     /* As for a client that publishes (conn_fan_pause): the other workers'
        publishes wait in their queues to us, and over the queues' caps are
-       dropped there, counted. */
+       dropped there, counted; the other machines' wait in Redis. */
     if (w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog &&
-        !w->bus_paused && w->bus != NULL) {
+        !w->bus_paused) {
         w->bus_paused = true;
         w->stats->fanout_pauses++;
-        bus_pause_input(w->bus, true);
+        if (w->bus != NULL)
+            bus_pause_input(w->bus, true);
+        if (w->redis != NULL)
+            redis_pause_input(w->redis, true);
     }
 }
 
@@ -503,6 +506,8 @@ messaging_fan_resume(struct worker *w)
     w->bus_paused = false;
     if (w->bus != NULL)
         bus_pause_input(w->bus, false);
+    if (w->redis != NULL)
+        redis_pause_input(w->redis, false);
 }
 
 int

@@ -133,7 +133,8 @@ struct worker {
     uint32_t fanouts;         /* local publishes and broadcasts so far */
     struct list paused;       /* connections not read while the fan-out
                                  backlog is over max_fanout_backlog */
-    bool bus_paused;          /* the bus is not read, for the same reason */
+    bool bus_paused;          /* the bus and Redis are not read, for the
+                                 same reason */
     struct list pending;      /* connections with infos or stashed input */
     struct list dead;         /* torn down, freed before the next poll */
     struct list admin_waiting; /* admin requests other workers owe answers */

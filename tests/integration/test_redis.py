@@ -24,6 +24,10 @@ subscribed to topic "news". Checked:
   meanwhile are dropped and counted (and never arrive later); after
   redis-server starts again on the same port every worker reconnects,
   resubscribes, logs it, and messages flow again;
+- a flood of publishes on A to 30 frame subscribers on B (each publish's
+  fan-out over max_fanout_backlog alone): B stops reading Redis while it
+  writes (sock_fanout_pauses_total) and every subscriber gets every
+  message in order, none dropped;
 - after a reload of B, its new generation's workers have their own
   inboxes, the old ones' are gone, and messages flow with A again;
 - both sockd exit 0 after SIGTERM with no sanitizer report.
@@ -44,7 +48,7 @@ from bustest import (AdminMaster, admin_request, close_quietly,  # noqa: E402
                      conns_on_slots, drain, drain_nowait, metrics,
                      wait_metric)
 from mastertest import MasterTestCase, wait_until  # noqa: E402
-from sockdtest import free_port, main  # noqa: E402
+from sockdtest import OP_TEXT, build_frame, free_port, main  # noqa: E402
 
 import ctypes  # noqa: E402
 
@@ -186,8 +190,11 @@ class RedisBridgeTest(MasterTestCase):
             for node in (1, 2):
                 # Short drains, for the reload at the end.
                 m = AdminMaster(workers=2, server_extra="node_id = %d\n"
-                                "drain_timeout = 200ms\ndrain_spread = 100ms"
-                                % node, extra=extra,
+                                "drain_timeout = 200ms\ndrain_spread = 100ms\n"
+                                "max_fanout_backlog = 64KiB" % node,
+                                probe_extra="send_hard_limit = 64MiB\n"
+                                "send_high_watermark = 32MiB",
+                                extra=extra,
                                 name="sockd-node%d" % node)
                 cls.nodes.append(m)
                 m.start()
@@ -371,6 +378,37 @@ class RedisBridgeTest(MasterTestCase):
         for n in self.nodes:
             self.assertLessEqual(len(re.findall(r"event=redis_malformed",
                                                 n.log())), 2, n.log_tail(40))
+
+    def test_8_flood(self):
+        subs = conns_on_slots(self.b.port, {0: 15, 1: 15})
+        subs = subs[0] + subs[1]
+        try:
+            for c in subs:
+                self.assertEqual(c.ws.command("subf flood"), "ok")
+            wait_until(lambda: self.redis.numsub(PREFIX + "t:flood") == 2,
+                       10, what="both workers of B on flood")
+            pauses = self.metric(self.b, "sock_fanout_pauses_total")
+            dropped = self.metric(self.a, "sock_redis_dropped_total")
+            n = 150
+
+            def body(i):
+                return ("%06d:" % i) + "f" * 1993
+            self.ca[0][0].ws.send_raw(b"".join(
+                build_frame(OP_TEXT, ("rpub flood " + body(i)).encode())
+                for i in range(n)))
+            for k, c in enumerate(subs):
+                for i in range(n):
+                    self.assertEqual(c.ws.recv_text(10), body(i),
+                                     "subscriber %d, message %d" % (k, i))
+            self.assertGreater(self.metric(self.b, "sock_fanout_pauses_total"),
+                               pauses)
+            self.assertEqual(self.metric(self.a, "sock_redis_dropped_total"),
+                             dropped)
+            wait_metric(self.b.aport, "sock_fanout_backlog_bytes",
+                        lambda v: v == 0, 5)
+        finally:
+            for c in subs:
+                close_quietly(c)
 
     def test_9_outage(self):
         a0, b0 = self.ca[0][0], self.cb[0][0]
