@@ -23,11 +23,14 @@ backlog down to half. Checked here:
 - across 2 workers, a publisher with no subscribers on its own worker:
   the other worker stops reading the bus while its backlog is over
   (sock_fanout_pauses_total there), and its subscribers still get every
-  message in order.
+  message in order;
+- a publisher on wss:// (decrypted input held inside OpenSSL is fed on
+  resume) floods and every subscriber gets every message.
 """
 
 import os
 import sys
+import tempfile
 import time
 import unittest
 
@@ -37,8 +40,10 @@ from bustest import (AdminMaster, conns_on_slots, metrics,  # noqa: E402
 from sockdtest import (OP_TEXT, SockdTestCase, build_frame,  # noqa: E402
                        free_port, main)
 from mastertest import MasterTestCase, wait_until  # noqa: E402
+from tlstest import Pki, TLSWSClient, client_context  # noqa: E402
 
 APORT = free_port()
+TLS_PORT = free_port()
 LIMIT = 64 * 1024
 SIZE = 2000        # bytes per publish: SUBS x SIZE is over LIMIT alone
 SUBS = 40
@@ -180,6 +185,47 @@ class FanoutBacklogBus(MasterTestCase):
         self.assertEqual(m.get("sock_infos_dropped_total", 0), 0)
         wait_metric(srv.aport, "sock_fanout_backlog_bytes",
                     lambda v: v == 0, 5)
+
+
+class FanoutBacklogTLS(SockdTestCase):
+    """The pause over TLS: OpenSSL may hold decrypted input the socket no
+    longer shows (read-ahead), which must be fed on resume."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki_dir = tempfile.TemporaryDirectory(prefix="sockfan-")
+        cls.pki = Pki(cls.pki_dir.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki_dir.cleanup()
+        super().tearDownClass()
+
+    def test_tls_flood(self):
+        srv = self.start_server(
+            server_extra="max_fanout_backlog = 64KiB\n",
+            probe_extra="send_hard_limit = 64MiB\n"
+                        "send_high_watermark = 32MiB\n",
+            extra="[listen 127.0.0.1:%d]\ntls_certificate = %s\n"
+                  "tls_key = %s\n" % (TLS_PORT, self.pki.cert_a,
+                                      self.pki.key_a))
+        subs = []
+        for _ in range(SUBS):
+            s = self.raw(server=srv, rcvbuf=1 << 20)
+            s.upgrade("/probe")
+            subs.append(s)
+        for s in subs:
+            self.assertEqual(s.command("subf t"), "ok")
+        pub = TLSWSClient(TLS_PORT, client_context(self.pki.ca))
+        self._clients.append(pub)
+        pub.upgrade("/probe")
+        pub.send_raw(flood(N) + build_frame(OP_TEXT, b"echo done"))
+        for k, s in enumerate(subs):
+            for i in range(N):
+                self.assertEqual(s.recv_text(timeout=10), payload(i),
+                                 "subscriber %d, message %d" % (k, i))
+        self.assertEqual(pub.recv_text(timeout=10), "done")
 
 
 if __name__ == "__main__":
