@@ -141,6 +141,29 @@ finish_admin_redis(struct parser *p)
 }
 
 /*
+ * Route i's key (bytes) is over [server] budget, which bounds what =
+ * `bounds`: reported at the route's own line, else the [server] budget's,
+ * else a [server] default of the route key.
+ */
+static void
+report_over_budget(struct parser *p, size_t i, const char *key,
+                   uint64_t value, const char *budget, uint64_t limit,
+                   const char *bounds)
+{
+    size_t k = config_key_index(key, SC_OPTS);
+    size_t b = config_key_index(budget, SC_SERVER);
+    int line = p->route_seen[i].line[k] ? p->route_seen[i].line[k]
+               : p->server_seen.line[b] ? p->server_seen.line[b]
+               : p->server_seen.line[k];
+
+    config_report(p, line,
+                  "[route %s] %s (%llu bytes) is over [server] %s (%llu "
+                  "bytes), which bounds %s: raise %s or lower %s",
+                  p->cfg->routes[i].path, key, (unsigned long long)value,
+                  budget, (unsigned long long)limit, bounds, budget, key);
+}
+
+/*
  * A message can only complete while the worker may hold it: a route whose
  * max_message_size is over max_partial_bytes would close every client
  * that sends one that big, whatever else is going on.
@@ -149,26 +172,14 @@ static void
 check_partial_budget(struct parser *p)
 {
     const struct config *c = p->cfg;
-    size_t mm = config_key_index("max_message_size", SC_OPTS);
-    size_t pb = config_key_index("max_partial_bytes", SC_SERVER);
-    int line;
 
-    for (size_t i = 0; i < c->n_routes; i++) {
-        const struct route *r = &c->routes[i];
-
-        if (r->opts.max_message_size <= c->server.max_partial_bytes)
-            continue;
-        line = p->route_seen[i].line[mm] ? p->route_seen[i].line[mm]
-               : p->server_seen.line[pb] ? p->server_seen.line[pb]
-               : p->server_seen.line[mm];
-        config_report(p, line,
-                      "[route %s] max_message_size (%llu bytes) is over "
-                      "[server] max_partial_bytes (%llu bytes), which bounds "
-                      "what a worker holds of unfinished messages: raise "
-                      "max_partial_bytes or lower max_message_size", r->path,
-                      (unsigned long long)r->opts.max_message_size,
-                      (unsigned long long)c->server.max_partial_bytes);
-    }
+    for (size_t i = 0; i < c->n_routes; i++)
+        if (c->routes[i].opts.max_message_size > c->server.max_partial_bytes)
+            report_over_budget(p, i, "max_message_size",
+                               c->routes[i].opts.max_message_size,
+                               "max_partial_bytes",
+                               c->server.max_partial_bytes,
+                               "what a worker holds of unfinished messages");
 }
 
 /*
@@ -181,29 +192,21 @@ static void
 check_send_budget(struct parser *p)
 {
     struct config *c = p->cfg;
-    size_t hl = config_key_index("send_hard_limit", SC_OPTS);
-    size_t sb = config_key_index("max_send_bytes", SC_SERVER);
-    int line;
+    bool set = p->server_seen.line[config_key_index("max_send_bytes",
+                                                    SC_SERVER)] != 0;
 
     for (size_t i = 0; i < c->n_routes; i++) {
-        const struct route *r = &c->routes[i];
+        uint64_t hl = c->routes[i].opts.send_hard_limit;
 
-        if (r->opts.send_hard_limit <= c->server.max_send_bytes)
+        if (hl <= c->server.max_send_bytes)
             continue;
-        if (!p->server_seen.line[sb]) {
-            c->server.max_send_bytes = r->opts.send_hard_limit;
-            continue;
-        }
-        line = p->route_seen[i].line[hl] ? p->route_seen[i].line[hl]
-               : p->server_seen.line[sb] ? p->server_seen.line[sb]
-               : p->server_seen.line[hl];
-        config_report(p, line,
-                      "[route %s] send_hard_limit (%llu bytes) is over "
-                      "[server] max_send_bytes (%llu bytes), which bounds "
-                      "what a worker holds in all its send queues: raise "
-                      "max_send_bytes or lower send_hard_limit", r->path,
-                      (unsigned long long)r->opts.send_hard_limit,
-                      (unsigned long long)c->server.max_send_bytes);
+        if (!set)
+            c->server.max_send_bytes = hl;
+        else
+            report_over_budget(p, i, "send_hard_limit", hl,
+                               "max_send_bytes", c->server.max_send_bytes,
+                               "what a worker holds in all its send "
+                               "queues");
     }
 }
 
