@@ -24,6 +24,8 @@ backlog down to half. Checked here:
   the other worker stops reading the bus while its backlog is over
   (sock_fanout_pauses_total there), and its subscribers still get every
   message in order;
+- with fanout_interval, the same flood completes (the backlog is
+  written at the ticks);
 - a publisher on wss:// (decrypted input held inside OpenSSL is fed on
   resume) floods and every subscriber gets every message.
 """
@@ -153,6 +155,31 @@ class FanoutBacklog(SockdTestCase):
                        == ["count", "1000", "0", "0"], 10,
                        what="1000 infos in order")
         self.settled()
+
+
+class FanoutBacklogHeld(SockdTestCase):
+    """With fanout_interval the backlog waits for the tick: the paused
+    publisher resumes after it, and nothing stalls."""
+    SERVER_KW = dict(server_extra="max_fanout_backlog = 64KiB\n"
+                                  "fanout_interval = 20ms\n",
+                     probe_extra="send_hard_limit = 64MiB\n"
+                                 "send_high_watermark = 32MiB\n")
+
+    def test_flood_with_interval(self):
+        subs = []
+        for _ in range(SUBS):
+            s = self.raw(rcvbuf=1 << 20)
+            s.upgrade("/probe")
+            subs.append(s)
+        for s in subs:
+            self.assertEqual(s.command("subf t"), "ok")
+        pub = self.client("/probe")
+        pub.send_raw(flood(N) + build_frame(OP_TEXT, b"echo done"))
+        for k, s in enumerate(subs):
+            for i in range(N):
+                self.assertEqual(s.recv_text(timeout=10), payload(i),
+                                 "subscriber %d, message %d" % (k, i))
+        self.assertEqual(pub.recv_text(timeout=10), "done")
 
 
 class FanoutBacklogBus(MasterTestCase):
