@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""holdattack: what three memory attacks cost a sockd worker.
+"""holdattack: what four memory attacks cost a sockd worker.
 
 Starts SOCKD (workers = 0, so the process is the worker) on a free
 127.0.0.1 port with the echo app and the default limits, runs one attack
@@ -14,6 +14,10 @@ against it, samples its VmRSS every 100 ms, and prints one RESULT line.
              --seconds and never read the echoes: each can make the worker
              queue up to its send_hard_limit, all of them together up to
              max_send_bytes
+  deflate    --conns clients open permessage-deflate connections (context
+             takeover), exchange one compressed message each and hold
+             them for --seconds: zlib state per connection, up to
+             max_deflate_memory
 
 Loopback only; every run ends by itself (the attack after --seconds, the
 server with it). Standard library only.
@@ -21,6 +25,7 @@ server with it). Standard library only.
   bench/holdattack.py --sockd build/sockd pingflood --seconds 5
   bench/holdattack.py --sockd build/sockd partial --conns 64
   bench/holdattack.py --sockd build/sockd noread --conns 64
+  bench/holdattack.py --sockd build/sockd deflate --conns 2000
 """
 
 import argparse
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 CONFIG = """[server]
 workers = 0
@@ -40,6 +46,9 @@ log_level = warn
 [listen 127.0.0.1:{port}]
 [route /echo]
 app = echo
+[route /z]
+app = echo
+compress = on
 """
 
 
@@ -71,16 +80,17 @@ def frame(op, payload, fin=True, length=None):
     return hdr + b"\0\0\0\0" + payload
 
 
-def connect(port, rcvbuf=None):
+def connect(port, rcvbuf=None, path="/echo", extra=""):
     s = socket.socket()
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(10)
     s.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket"
+    s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket"
                "\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+               "Sec-WebSocket-Version: 13\r\n%s\r\n"
+               % (path, key, extra)).encode())
     head = b""
     while b"\r\n\r\n" not in head:
         data = s.recv(4096)
@@ -187,6 +197,37 @@ def noread(port, pid, args):
                args.conns - len(live)))
 
 
+def deflate(port, pid, args):
+    rss = Sampler(pid)
+    c = zlib.compressobj(wbits=-15)
+    msg = b"compress me " * 40
+    body = (c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    req = frame(0x1, body)
+    req = bytes([req[0] | 0x40]) + req[1:]      # RSV1: compressed
+    conns, answered = [], 0
+    t0 = time.monotonic()
+    for _ in range(args.conns):
+        s = connect(port, path="/z", extra="Sec-WebSocket-Extensions: "
+                    "permessage-deflate\r\n")
+        conns.append(s)
+        s.sendall(req)
+        try:
+            if s.recv(4096)[:1] == b"\xc1":       # a compressed text echo
+                answered += 1
+        except OSError:
+            pass
+        rss.tick()
+    while time.monotonic() - t0 < args.seconds:
+        time.sleep(0.1)
+        rss.tick()
+    rss.tick(force=True)
+    for s in conns:
+        s.close()
+    return ("conns=%d answered=%d seconds=%.1f rss_start_kib=%d "
+            "rss_peak_kib=%d" % (args.conns, answered,
+                                 time.monotonic() - t0, rss.first, rss.peak))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sockd", default="build/sockd")
@@ -200,11 +241,15 @@ def main():
     p = sub.add_parser("noread")
     p.add_argument("--conns", type=int, default=64)
     p.add_argument("--seconds", type=float, default=5.0)
+    p = sub.add_parser("deflate")
+    p.add_argument("--conns", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=2.0)
     args = ap.parse_args()
     if not 0 < args.seconds <= 60:
         ap.error("--seconds: 0 to 60")
-    if args.attack != "pingflood" and not 0 < args.conns <= 256:
-        ap.error("--conns: 1 to 256")
+    most = 4000 if args.attack == "deflate" else 256
+    if args.attack != "pingflood" and not 0 < args.conns <= most:
+        ap.error("--conns: 1 to %d" % most)
 
     with tempfile.TemporaryDirectory(prefix="holdattack-") as tmp:
         port = free_port()
@@ -224,7 +269,7 @@ def main():
                         raise SystemExit("sockd did not start")
                     time.sleep(0.05)
             run = {"pingflood": pingflood, "partial": partial,
-                   "noread": noread}[args.attack]
+                   "noread": noread, "deflate": deflate}[args.attack]
             print("RESULT attack=%s sockd=%s %s" % (args.attack, args.sockd,
                                                     run(port, proc.pid, args)))
         finally:

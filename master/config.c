@@ -737,6 +737,7 @@ config_new(const char *name)
         .max_partial_bytes = 256 * MIB,
         .max_fanout_backlog = 8 * MIB,
         .max_send_bytes = 256 * MIB,
+        .max_deflate_memory = 256 * MIB,
         .shutdown_timeout_ms = 10000,
         .drain_timeout_ms = 30000,
         .drain_spread_ms = 10000,

@@ -74,6 +74,7 @@ const struct key config_keys[] = {
     SRV("max_partial_bytes", max_partial_bytes, KT_SIZE64, 1, SIZE63),
     SRV("fanout_interval", fanout_interval_ms, KT_DURATION_OFF, 1, 1000),
     SRV("max_send_bytes", max_send_bytes, KT_SIZE64, 1, SIZE63),
+    SRV("max_deflate_memory", max_deflate_memory, KT_SIZE64, 0, SIZE63),
     SRV("max_fanout_backlog", max_fanout_backlog, KT_SIZE64, 64 * KIB,
         SIZE63),
     SRV("shutdown_timeout", shutdown_timeout_ms, KT_DURATION, 0, MS_MAX),

@@ -129,6 +129,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->fanout_interval_ms, 0);
     ck_assert_uint_eq(s->max_fanout_backlog, 8u << 20);
     ck_assert_uint_eq(s->max_send_bytes, 256u << 20);
+    ck_assert_uint_eq(s->max_deflate_memory, 256u << 20);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 10000);
     ck_assert_uint_eq(s->drain_timeout_ms, 30000);
     ck_assert_uint_eq(s->drain_spread_ms, 10000);
@@ -181,7 +182,7 @@ START_TEST(test_every_key)
         "max_headers = 100\nmax_connections = 5000\n"
         "max_partial_bytes = 64MiB\nmessage_timeout = 45s\n"
         "fanout_interval = 15ms\nmax_fanout_backlog = 2MiB\n"
-        "max_send_bytes = 64MiB\n"
+        "max_send_bytes = 64MiB\nmax_deflate_memory = 0\n"
         "shutdown_timeout = 4s\ndrain_timeout = 1m\ndrain_spread = 20s\n"
         "worker_shutdown_timeout = 2m\nworker_heartbeat_timeout = 30s\n"
         "idle_timeout = 2m\nclose_timeout = 7s\nmax_frame_size = 1MiB\n"
@@ -216,6 +217,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(s->fanout_interval_ms, 15);
     ck_assert_uint_eq(s->max_fanout_backlog, 2u << 20);
     ck_assert_uint_eq(s->max_send_bytes, 64u << 20);
+    ck_assert_uint_eq(s->max_deflate_memory, 0);
     ck_assert_uint_eq(s->shutdown_timeout_ms, 4000);
     ck_assert_uint_eq(s->drain_timeout_ms, 60000);
     ck_assert_uint_eq(s->drain_spread_ms, 20000);
@@ -527,6 +529,8 @@ static const struct {
     { HEAD "send_hard_limit = 512MiB\n[server]\nmax_send_bytes = 300MiB\n",
       "t.conf:4: ",
       "send_hard_limit (536870912 bytes) is over [server] max_send_bytes" },
+    { HEAD "[server]\nmax_deflate_memory = much\n", "t.conf:5: ",
+      "bad value 'much' for max_deflate_memory" },
     { HEAD "[server]\nmax_send_bytes = 0\n", "t.conf:5: ",
       "bad value '0' for max_send_bytes" },
     { HEAD "[server]\nmax_fanout_backlog = 1KiB\n", "t.conf:5: ",

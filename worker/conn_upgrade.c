@@ -101,7 +101,24 @@ conn_open(struct conn *c, const struct sock_request *r,
 
     struct ws_deflate_params dp;
     char ext[WS_DEFLATE_RESP_MAX];
-    bool deflate = ws_deflate_negotiate(r, o, &dp, ext, sizeof(ext)) == 1;
+    struct route_opts lean;
+    bool deflate;
+
+    /* Context takeover keeps ~300 KB of zlib state per connection for its
+       whole life; over the worker's budget new connections agree to
+       reset every message (RFC 7692 §7.1.1 lets the server ask both), so
+       their streams live only while a message is under way. */
+    if (o->compress &&
+        ws_deflate_total_memory() >= c->w->cfg->server.max_deflate_memory &&
+        !(o->server_no_context_takeover && o->client_no_context_takeover)) {
+        lean = *o;
+        lean.server_no_context_takeover = true;
+        lean.client_no_context_takeover = true;
+        o = &lean;
+    }
+    deflate = ws_deflate_negotiate(r, o, &dp, ext, sizeof(ext)) == 1;
+    if (deflate && o == &lean)
+        c->w->stats->deflate_no_takeover++;
 
     if (deflate) {
         c->deflate = ws_deflate_new(&dp, o->compress_level,

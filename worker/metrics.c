@@ -83,6 +83,13 @@ static const struct stat_metric stat_metrics[] = {
     { "sock_partial_budget_closes_total", "counter",
       "Connections closed with 1009 to keep that under max_partial_bytes.",
       STAT(partial_closes) },
+    { "sock_deflate_memory_bytes", "gauge",
+      "Bytes the zlib streams of permessage-deflate hold.",
+      STAT(deflate_memory) },
+    { "sock_deflate_no_takeover_total", "counter",
+      "Connections that agreed permessage-deflate without context "
+      "takeover because that was over max_deflate_memory.",
+      STAT(deflate_no_takeover) },
     { "sock_send_queue_bytes", "gauge",
       "Bytes in every connection's send queue, not yet written.",
       STAT(send_bytes) },
@@ -335,6 +342,7 @@ metrics_render(struct worker *w, char *buf, size_t size)
         sum.partial_bytes += s->partial_bytes;
         sum.fanout_backlog += s->fanout_backlog;
         sum.send_bytes += s->send_bytes;
+        sum.deflate_memory += s->deflate_memory;
         sum.redis.connected += s->redis.connected;
     }
     o = build_metrics(w, buf, size, o);

@@ -79,6 +79,8 @@ struct server_cfg {
     uint64_t max_partial_bytes;    /* 256 MiB per worker: unfinished input */
     uint32_t fanout_interval_ms;   /* 0: fan-out leaves every iteration */
     uint64_t max_send_bytes;       /* 256 MiB per worker: every send queue */
+    uint64_t max_deflate_memory;   /* 256 MiB per worker: zlib streams; over
+                                      it, no context takeover is agreed */
     uint64_t max_fanout_backlog;   /* 8 MiB per worker: fan-out queued and
                                       not yet written; over it the client
                                       that published stops being read */

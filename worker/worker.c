@@ -93,6 +93,7 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         conn_fan_resume(w);
     messaging_fan_resume(w);
     w->stats->send_bytes = sendq_total_bytes();
+    w->stats->deflate_memory = ws_deflate_total_memory();
     while (!list_empty(&w->dead)) {
         struct conn *c = container_of(w->dead.next, struct conn, link);
 

@@ -334,6 +334,16 @@ union zhdr {
     max_align_t align;
 };
 
+/* What every stream of the process (one worker) holds: the worker's
+   max_deflate_memory (ws_deflate_total_memory). */
+static size_t zmem_total;
+
+size_t
+ws_deflate_total_memory(void)
+{
+    return zmem_total;
+}
+
 /* zalloc with opaque = the owner's byte counter (a size_t). */
 static voidpf
 zcount_alloc(voidpf opaque, uInt items, uInt size)
@@ -348,6 +358,7 @@ zcount_alloc(voidpf opaque, uInt items, uInt size)
         return Z_NULL;
     h->size = (size_t)items * size;
     *used += h->size;
+    zmem_total += h->size;
     return h + 1;
 }
 
@@ -361,6 +372,7 @@ zcount_free(voidpf opaque, voidpf ptr)
         return;
     h = (union zhdr *)ptr - 1;
     *used -= h->size;
+    zmem_total -= h->size;
     free(h);
 }
 

@@ -143,6 +143,10 @@ void ws_deflate_trim(struct ws_deflate *d);
  */
 size_t ws_deflate_memory(const struct ws_deflate *d);
 
+/* Bytes the zlib streams of this whole process hold now (every d and the
+   shared compressors). */
+size_t ws_deflate_total_memory(void);
+
 /*
  * One compressor per worker for frames shared by many connections: each
  * message is compressed with a fresh context, so its bytes suit every

@@ -78,6 +78,7 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->partial_closes += s->partial_closes;
     sum->fanout_pauses += s->fanout_pauses;
     sum->send_budget_closes += s->send_budget_closes;
+    sum->deflate_no_takeover += s->deflate_no_takeover;
     sum->message_timeouts += s->message_timeouts;
     sum->pongs_coalesced += s->pongs_coalesced;
     sum->redis.published += s->redis.published;

@@ -82,6 +82,9 @@ struct worker_stats {
     uint64_t fanout_pauses;       /* publishers paused over
                                      max_fanout_backlog */
     uint64_t send_bytes;          /* gauge: in every send queue */
+    uint64_t deflate_memory;      /* gauge: every zlib stream */
+    uint64_t deflate_no_takeover; /* agreed without context takeover over
+                                     max_deflate_memory */
     uint64_t send_budget_closes;  /* closed over max_send_bytes */
     uint64_t message_timeouts;    /* closed 1008 over message_timeout */
     uint64_t pongs_coalesced;     /* pings answered by a later ping's pong */
