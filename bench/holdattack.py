@@ -115,6 +115,13 @@ class Sampler:
             self.peak = max(self.peak, rss_kib(self.pid))
             self.next = now + 0.1
 
+    def hold(self, t0, seconds):
+        """Samples until seconds have passed since t0, and once more."""
+        while time.monotonic() - t0 < seconds:
+            time.sleep(0.1)
+            self.tick()
+        self.tick(force=True)
+
 
 def pingflood(port, pid, args):
     s = connect(port, rcvbuf=4096)
@@ -150,10 +157,7 @@ def partial(port, pid, args):
         conns.append(s)
         s.sendall(frame(0x2, body, length=args.size))
         rss.tick()
-    while time.monotonic() - t0 < args.seconds:
-        time.sleep(0.1)
-        rss.tick()
-    rss.tick(force=True)
+    rss.hold(t0, args.seconds)
     for s in conns:
         s.settimeout(0.2)
         try:
@@ -217,10 +221,7 @@ def deflate(port, pid, args):
         except OSError:
             pass
         rss.tick()
-    while time.monotonic() - t0 < args.seconds:
-        time.sleep(0.1)
-        rss.tick()
-    rss.tick(force=True)
+    rss.hold(t0, args.seconds)
     for s in conns:
         s.close()
     return ("conns=%d answered=%d seconds=%.1f rss_start_kib=%d "

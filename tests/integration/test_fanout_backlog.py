@@ -64,6 +64,33 @@ def flood(n, topic="t", start=0):
                     for i in range(start, start + n))
 
 
+def subscribers(case, n, cmd="subf t", rcvbuf=None, server=None):
+    """n /probe connections of case (a SockdTestCase), each sent cmd."""
+    subs = []
+    for _ in range(n):
+        s = case.raw(server=server, rcvbuf=rcvbuf)
+        s.upgrade("/probe")
+        subs.append(s)
+    for s in subs:
+        case.assertEqual(s.command(cmd), "ok")
+    return subs
+
+
+def expect_all(case, subs, first, n):
+    """Every one of subs gets payload(first) .. payload(first + n - 1)."""
+    for k, s in enumerate(subs):
+        for i in range(first, first + n):
+            case.assertEqual(s.recv_text(timeout=10), payload(i),
+                             "subscriber %d, message %d" % (k, i))
+
+
+def flood_and_check(case, subs, pub):
+    """pub floods N publishes and an echo: subs get all, pub its echo."""
+    pub.send_raw(flood(N) + build_frame(OP_TEXT, b"echo done"))
+    expect_all(case, subs, 0, N)
+    case.assertEqual(pub.recv_text(timeout=10), "done")
+
+
 class FanoutBacklog(SockdTestCase):
     SERVER_KW = dict(server_extra="max_fanout_backlog = 64KiB\n",
                      probe_extra="send_hard_limit = 64MiB\n"
@@ -73,21 +100,11 @@ class FanoutBacklog(SockdTestCase):
     def metric(self, name):
         return metrics(APORT).get(name, 0)
 
-    def subscribers(self, n, cmd="subf t", rcvbuf=None):
-        subs = []
-        for _ in range(n):
-            s = self.raw(rcvbuf=rcvbuf)
-            s.upgrade("/probe")
-            subs.append(s)
-        for s in subs:
-            self.assertEqual(s.command(cmd), "ok")
-        return subs
+    def subscribers(self, n, **kw):
+        return subscribers(self, n, **kw)
 
     def expect_all(self, subs, first, n):
-        for k, s in enumerate(subs):
-            for i in range(first, first + n):
-                self.assertEqual(s.recv_text(timeout=10), payload(i),
-                                 "subscriber %d, message %d" % (k, i))
+        expect_all(self, subs, first, n)
 
     def settled(self):
         wait_metric(APORT, "sock_fanout_backlog_bytes", lambda v: v == 0, 5)
@@ -97,9 +114,7 @@ class FanoutBacklog(SockdTestCase):
         subs = self.subscribers(SUBS, rcvbuf=1 << 20)
         pub = self.client("/probe")
         pauses = self.metric("sock_fanout_pauses_total")
-        pub.send_raw(flood(N) + build_frame(OP_TEXT, b"echo done"))
-        self.expect_all(subs, 0, N)
-        self.assertEqual(pub.recv_text(timeout=10), "done")
+        flood_and_check(self, subs, pub)
         paused = self.metric("sock_fanout_pauses_total") - pauses
         # Every publish takes the backlog over alone; one whose fan-out
         # met a full socket counts less, so allow some slack.
@@ -166,20 +181,8 @@ class FanoutBacklogHeld(SockdTestCase):
                                  "send_high_watermark = 32MiB\n")
 
     def test_flood_with_interval(self):
-        subs = []
-        for _ in range(SUBS):
-            s = self.raw(rcvbuf=1 << 20)
-            s.upgrade("/probe")
-            subs.append(s)
-        for s in subs:
-            self.assertEqual(s.command("subf t"), "ok")
-        pub = self.client("/probe")
-        pub.send_raw(flood(N) + build_frame(OP_TEXT, b"echo done"))
-        for k, s in enumerate(subs):
-            for i in range(N):
-                self.assertEqual(s.recv_text(timeout=10), payload(i),
-                                 "subscriber %d, message %d" % (k, i))
-        self.assertEqual(pub.recv_text(timeout=10), "done")
+        subs = subscribers(self, SUBS, rcvbuf=1 << 20)
+        flood_and_check(self, subs, self.client("/probe"))
 
 
 class FanoutBacklogBus(MasterTestCase):
@@ -237,22 +240,11 @@ class FanoutBacklogTLS(SockdTestCase):
             extra="[listen 127.0.0.1:%d]\ntls_certificate = %s\n"
                   "tls_key = %s\n" % (TLS_PORT, self.pki.cert_a,
                                       self.pki.key_a))
-        subs = []
-        for _ in range(SUBS):
-            s = self.raw(server=srv, rcvbuf=1 << 20)
-            s.upgrade("/probe")
-            subs.append(s)
-        for s in subs:
-            self.assertEqual(s.command("subf t"), "ok")
+        subs = subscribers(self, SUBS, rcvbuf=1 << 20, server=srv)
         pub = TLSWSClient(TLS_PORT, client_context(self.pki.ca))
         self._clients.append(pub)
         pub.upgrade("/probe")
-        pub.send_raw(flood(N) + build_frame(OP_TEXT, b"echo done"))
-        for k, s in enumerate(subs):
-            for i in range(N):
-                self.assertEqual(s.recv_text(timeout=10), payload(i),
-                                 "subscriber %d, message %d" % (k, i))
-        self.assertEqual(pub.recv_text(timeout=10), "done")
+        flood_and_check(self, subs, pub)
 
 
 if __name__ == "__main__":
