@@ -191,7 +191,7 @@ conn_fan_unpause(struct conn *c)
 void
 conn_fan_resume(struct worker *w)
 {
-    if (w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog / 2)
+    if (!worker_fanout_drained(w))
         return;
     while (!list_empty(&w->paused))
         conn_fan_unpause(container_of(w->paused.next, struct conn_cold,
@@ -202,10 +202,7 @@ conn_fan_resume(struct worker *w)
 static void
 conn_fan_check(struct conn *c, uint32_t fanouts)
 {
-    struct worker *w = c->w;
-
-    if (w->fanouts != fanouts &&
-        w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog)
+    if (c->w->fanouts != fanouts && worker_fanout_over(c->w))
         conn_fan_pause(c);
 }
 

@@ -233,12 +233,8 @@ conn_queue_close(struct conn *c, uint16_t code, const char *reason,
     conn_queue_frame(c, WS_OP_CLOSE, payload, plen, NULL);
 }
 
-/*
- * Whether len more bytes fit under send_hard_limit. If not, the
- * connection fails with 1008, as for an app push over it (DESIGN §3.4):
- * every frame counts, ours (pongs, pings) too. The close frame is the one
- * frame queued past the limit, once per connection.
- */
+/* v goes for max_send_bytes: its queue now, the connection from the flush
+   list (conn_within_send_budget). */
 static void
 conn_evict(struct conn *v)
 {
@@ -302,6 +298,13 @@ conn_within_send_budget(struct conn *c, size_t len)
     return true;
 }
 
+/*
+ * Whether len more bytes fit under send_hard_limit. If not, the
+ * connection fails with 1008, as for an app push over it (DESIGN §3.4):
+ * every frame counts, ours (pongs, pings) too. The close frame is the one
+ * frame queued past the limit, once per connection. Then the worker's
+ * max_send_bytes, which may cost another connection (or c) its queue.
+ */
 bool
 conn_fits(struct conn *c, size_t len)
 {

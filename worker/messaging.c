@@ -486,8 +486,7 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
     /* As for a client that publishes (conn_fan_pause): the other workers'
        publishes wait in their queues to us, and over the queues' caps are
        dropped there, counted; the other machines' wait in Redis. */
-    if (w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog &&
-        !w->bus_paused) {
+    if (worker_fanout_over(w) && !w->bus_paused) {
         w->bus_paused = true;
         w->stats->fanout_pauses++;
         if (w->bus != NULL)
@@ -500,8 +499,7 @@ messaging_bus_deliver(void *ctx, const struct bus_msg *m)
 void
 messaging_fan_resume(struct worker *w)
 {
-    if (!w->bus_paused ||
-        w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog / 2)
+    if (!w->bus_paused || !worker_fanout_drained(w))
         return;
     w->bus_paused = false;
     if (w->bus != NULL)

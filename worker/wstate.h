@@ -211,6 +211,20 @@ worker_id_is_local(const struct worker *w, sock_id id)
            SOCK_ID_SLOT(id) == w->slot;
 }
 
+/* [server] max_fanout_backlog: over it, what publishes is not read
+   (conn_fan_pause, the bus and Redis); reading resumes at half. */
+static inline bool
+worker_fanout_over(const struct worker *w)
+{
+    return w->stats->fanout_backlog > w->cfg->server.max_fanout_backlog;
+}
+
+static inline bool
+worker_fanout_drained(const struct worker *w)
+{
+    return w->stats->fanout_backlog <= w->cfg->server.max_fanout_backlog / 2;
+}
+
 /*
  * Whether the fan-out starting now (one publish or broadcast to this
  * worker's subscribers) should wait for the next tick of [server]
