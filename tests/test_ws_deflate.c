@@ -956,7 +956,7 @@ static void build_bomb(struct ws_dbuf *b, size_t mib);
  * Without client context a whole message borrows the process's inflate
  * stream: no stream of the connection's own stays behind, a bomb on one
  * connection leaves the shared stream clean for the next, and a message
- * split over calls still gets a stream of its own.
+ * split over calls gets a stream of its own for as long as it lasts.
  */
 START_TEST(test_inflate_borrowed)
 {
@@ -983,17 +983,29 @@ START_TEST(test_inflate_borrowed)
     ck_assert_int_eq(ws_deflate_inflate(a, hello_deflated,
                                         sizeof(hello_deflated), true, &out,
                                         1 * MiB, 25), -EMSGSIZE);
-    /* Split over two calls: b's own stream, kept between messages. */
+    /* Split over two calls: b's own stream while the message lasts, given
+       back at its end (nothing carries over; max_deflate_memory). */
     out.len = 0;
     ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated, 3, false, &out,
                                         1 * MiB, 25), 0);
+    ck_assert_uint_gt(ws_deflate_memory(b), 0);
     ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated + 3,
                                         sizeof(hello_deflated) - 3, true,
                                         &out, 1 * MiB, 25), 0);
     ck_assert_uint_eq(out.len, 5);
     ck_assert_mem_eq(out.p, "Hello", 5);
-    ck_assert_uint_gt(ws_deflate_memory(b), 0);
+    ck_assert_uint_eq(ws_deflate_memory(b), 0);
     assert_inflate(b, hello_deflated, sizeof(hello_deflated), "Hello");
+    /* And again, split: a fresh stream, the same bytes. */
+    out.len = 0;
+    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated, 5, false, &out,
+                                        1 * MiB, 25), 0);
+    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated + 5,
+                                        sizeof(hello_deflated) - 5, true,
+                                        &out, 1 * MiB, 25), 0);
+    ck_assert_uint_eq(out.len, 5);
+    ck_assert_mem_eq(out.p, "Hello", 5);
+    ck_assert_uint_eq(ws_deflate_memory(b), 0);
     ws_deflate_free(a);
     ws_deflate_free(b);
     dbuf_free(&bomb);

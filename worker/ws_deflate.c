@@ -837,6 +837,11 @@ ws_deflate_inflate(struct ws_deflate *d, const uint8_t *in, size_t len,
     }
     if (rc == 0 && fin)
         rc = rx_finish(d, out, max_out, ratio);
+    /* Under client_no_context_takeover nothing carries over: a message
+       that came in fragments gives its stream back too, so no connection
+       holds inflate state between messages (max_deflate_memory). */
+    if (rc == 0 && fin && d->p.client_no_context_takeover)
+        rx_end(d);
     d->rx_err = rc;
     return rc;
 }

@@ -13,6 +13,7 @@ they hold none of their own. Checked, with max_deflate_memory = 1MiB:
   next responses carry server_no_context_takeover and
   client_no_context_takeover, counted in sock_deflate_no_takeover_total;
 - every connection, either way, round-trips a compressed message exactly;
+- a lean connection given a message in fragments keeps no stream after it;
 - the gauge stops growing past the budget plus one connection's streams
   and the worker's shared ones.
 """
@@ -81,6 +82,32 @@ class DeflateBudget(SockdTestCase):
         self.assertGreaterEqual(lean, 3)   # then over it
         self.assertEqual(self.metric("sock_deflate_no_takeover_total"),
                          before + lean)
+
+    def test_lean_fragmented_messages_keep_nothing(self):
+        # A message in fragments needs a stream of its own while it lasts;
+        # on a lean connection it is given back at the end. 6 of them
+        # kept would be ~240 KB.
+        conns = []
+        for _ in range(16):   # past the budget whatever the order of tests
+            c = self.raw()
+            resp = c.upgrade("/z", headers=[("Sec-WebSocket-Extensions",
+                                             "permessage-deflate")])
+            conns.append((c, resp_header(resp, "Sec-WebSocket-Extensions")))
+            c.send_raw(build_frame(OP_TEXT, deflate(b"x" * 300), rsv=4))
+            c.recv_frame(timeout=5)
+        lean = [c for c, ext in conns if "client_no_context_takeover" in ext]
+        self.assertGreaterEqual(len(lean), 6)
+        mem = self.metric("sock_deflate_memory_bytes")
+        for i, c in enumerate(lean[:6]):
+            msg = ("fragmented %d " % i + "xyz" * 100).encode()
+            body = deflate(msg)
+            c.send_raw(build_frame(OP_TEXT, body[:7], fin=False, rsv=4) +
+                       build_frame(0x0, body[7:]))
+            f = c.recv_frame(timeout=5)
+            self.assertEqual((f.opcode, f.rsv), (OP_TEXT, 4))
+            self.assertEqual(inflate(f.payload), msg)
+        self.assertLessEqual(self.metric("sock_deflate_memory_bytes"),
+                             mem + 16 * 1024)
 
 
 if __name__ == "__main__":
