@@ -952,6 +952,23 @@ END_TEST
 /* Forward: the bomb builder is with the limit tests below. */
 static void build_bomb(struct ws_dbuf *b, size_t mib);
 
+/* hello_deflated in two calls, split at `at`, under client no context
+   takeover: a stream of d's own during the message, none after. */
+static void
+assert_split_hello(struct ws_deflate *d, size_t at, struct ws_dbuf *out)
+{
+    out->len = 0;
+    ck_assert_int_eq(ws_deflate_inflate(d, hello_deflated, at, false, out,
+                                        1 * MiB, 25), 0);
+    ck_assert_uint_gt(ws_deflate_memory(d), 0);
+    ck_assert_int_eq(ws_deflate_inflate(d, hello_deflated + at,
+                                        sizeof(hello_deflated) - at, true,
+                                        out, 1 * MiB, 25), 0);
+    ck_assert_uint_eq(out->len, 5);
+    ck_assert_mem_eq(out->p, "Hello", 5);
+    ck_assert_uint_eq(ws_deflate_memory(d), 0);
+}
+
 /*
  * Without client context a whole message borrows the process's inflate
  * stream: no stream of the connection's own stays behind, a bomb on one
@@ -984,28 +1001,11 @@ START_TEST(test_inflate_borrowed)
                                         sizeof(hello_deflated), true, &out,
                                         1 * MiB, 25), -EMSGSIZE);
     /* Split over two calls: b's own stream while the message lasts, given
-       back at its end (nothing carries over; max_deflate_memory). */
-    out.len = 0;
-    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated, 3, false, &out,
-                                        1 * MiB, 25), 0);
-    ck_assert_uint_gt(ws_deflate_memory(b), 0);
-    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated + 3,
-                                        sizeof(hello_deflated) - 3, true,
-                                        &out, 1 * MiB, 25), 0);
-    ck_assert_uint_eq(out.len, 5);
-    ck_assert_mem_eq(out.p, "Hello", 5);
-    ck_assert_uint_eq(ws_deflate_memory(b), 0);
+       back at its end (nothing carries over; max_deflate_memory); then a
+       whole one, and a split one again on a fresh stream. */
+    assert_split_hello(b, 3, &out);
     assert_inflate(b, hello_deflated, sizeof(hello_deflated), "Hello");
-    /* And again, split: a fresh stream, the same bytes. */
-    out.len = 0;
-    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated, 5, false, &out,
-                                        1 * MiB, 25), 0);
-    ck_assert_int_eq(ws_deflate_inflate(b, hello_deflated + 5,
-                                        sizeof(hello_deflated) - 5, true,
-                                        &out, 1 * MiB, 25), 0);
-    ck_assert_uint_eq(out.len, 5);
-    ck_assert_mem_eq(out.p, "Hello", 5);
-    ck_assert_uint_eq(ws_deflate_memory(b), 0);
+    assert_split_hello(b, 5, &out);
     ws_deflate_free(a);
     ws_deflate_free(b);
     dbuf_free(&bomb);
