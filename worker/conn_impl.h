@@ -185,6 +185,14 @@ conn_want_flush(struct conn *c)
 
 /* ---- The fan-out backlog (max_fanout_backlog) ---------------------------- */
 
+/* Whether c's input is taken now: neither the app (sock_set_active) nor
+   the fan-out backlog (conn_fan_pause) has paused it. */
+static inline bool
+conn_takes_input(const struct conn *c)
+{
+    return c->active && !c->fan_paused;
+}
+
 #define CONN_FAN_MAX ((1u << 24) - 1) /* c->fan_unsent's width */
 
 /*

@@ -84,11 +84,9 @@ conn_run_pending(struct conn *c)
     list_remove(&c->plink);
     if (c->state == CONN_DEAD)
         return;
-    if (STASHED(c) && c->active && !c->fan_paused &&
-        c->state != CONN_HANDSHAKE)
+    if (STASHED(c) && conn_takes_input(c) && c->state != CONN_HANDSHAKE)
         conn_run_stash(c);
-    if (c->tls != NULL && !c->tls_handshaking && c->active &&
-        !c->fan_paused &&
+    if (c->tls != NULL && !c->tls_handshaking && conn_takes_input(c) &&
         !STASHED(c) && tls_pending(c->tls) > 0)
         conn_read(c);
     /* A bounded batch; the rest waits for the next turn. */
@@ -102,8 +100,7 @@ conn_run_pending(struct conn *c)
     if (list_empty(&c->flink))
         conn_fan_clear(c); /* handle_info pushed nothing to write */
     if (c->state == CONN_OPEN && c->x != NULL &&
-        (c->x->box.n > 0 ||
-         (c->x->stash_len > 0 && c->active && !c->fan_paused)))
+        (c->x->box.n > 0 || (STASHED(c) && conn_takes_input(c))))
         conn_want_pending(c);
     conn_settle(c);
 }

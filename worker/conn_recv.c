@@ -120,7 +120,7 @@ conn_track_unfinished(struct conn *c)
     uint32_t ms = c->route != NULL ? conn_opts(c)->message_timeout_ms : 0;
     struct conn_cold *x;
 
-    if (ms == 0 || c->state != CONN_OPEN || !c->active || c->fan_paused ||
+    if (ms == 0 || c->state != CONN_OPEN || !conn_takes_input(c) ||
         !conn_unfinished(c)) {
         if (c->x != NULL)
             tlist_disarm(&c->x->mtn);
@@ -335,7 +335,7 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 static bool
 conn_can_read_frames(const struct conn *c)
 {
-    return (c->state == CONN_OPEN && c->active && !c->fan_paused) ||
+    return (c->state == CONN_OPEN && conn_takes_input(c)) ||
            c->state == CONN_CLOSING;
 }
 
@@ -450,7 +450,7 @@ conn_read(struct conn *c)
        spliced out of order. */
     if (STASHED(c) && c->state != CONN_HANDSHAKE) {
         conn_run_stash(c);
-        if (STASHED(c) || c->want_teardown || !c->active || c->fan_paused)
+        if (STASHED(c) || c->want_teardown || !conn_takes_input(c))
             return;
     }
     for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
@@ -494,7 +494,7 @@ conn_read(struct conn *c)
             conn_keep(c, w->rbuf + used, (size_t)n - used);
             return;
         }
-        if (c->want_teardown || !c->active || c->fan_paused)
+        if (c->want_teardown || !conn_takes_input(c))
             return;
         if ((size_t)n < w->rbuf_size && (c->tls == NULL ||
                                          tls_pending(c->tls) == 0))
