@@ -98,8 +98,8 @@ current_id(struct worker *w)
    N local subscribers makes N at once and frees them as they are
    delivered, one loop iteration later, and with M publishes in flight
    N x M are out at once (1000 subscribers x 32: 32000). Up to 65536
-   stay (4 MiB), so a fan-out in steady state never calls malloc. The
-   process is single-threaded (one worker). */
+   stay (4 MiB), so a fan-out in steady state never calls malloc. Last
+   in, first out. The process is single-threaded (one worker). */
 #define INFO_SPARES 65536
 static struct list info_spare = { &info_spare, &info_spare };
 static unsigned n_info_spare;
@@ -160,7 +160,11 @@ messaging_info_free(struct info *i)
     sock_buf_unref(i->topic);
     sock_buf_unref(i->data);
     if (n_info_spare < INFO_SPARES) {
-        list_insert_tail(&info_spare, &i->link);
+        /* At the head: the next put takes the one freed last, still in
+           cache. Taken from the tail (oldest first) they cycled through
+           the whole pool, and the cache miss on each made list_remove
+           14% of a worker's time on broadcast (e). */
+        list_insert_tail(info_spare.next, &i->link);
         n_info_spare++;
     } else {
         free(i);
