@@ -736,6 +736,7 @@ config_new(const char *name)
         .max_headers = 64,
         .max_partial_bytes = 256 * MIB,
         .max_fanout_backlog = 8 * MIB,
+        .io_uring = true,
         .max_send_bytes = 256 * MIB,
         .max_deflate_memory = 256 * MIB,
         .shutdown_timeout_ms = 10000,

@@ -73,6 +73,7 @@ const struct key config_keys[] = {
     SRV("max_connections", max_connections, KT_U32, 0, UINT32_MAX),
     SRV("max_partial_bytes", max_partial_bytes, KT_SIZE64, 1, SIZE63),
     SRV("fanout_interval", fanout_interval_ms, KT_DURATION_OFF, 1, 1000),
+    SRV("io_uring", io_uring, KT_SWITCH, 0, 1),
     SRV("max_send_bytes", max_send_bytes, KT_SIZE64, 1, SIZE63),
     SRV("max_deflate_memory", max_deflate_memory, KT_SIZE64, 0, SIZE63),
     SRV("max_fanout_backlog", max_fanout_backlog, KT_SIZE64, 64 * KIB,

@@ -61,7 +61,7 @@ union value {
 };
 
 /* The number of keys: a static assertion in config_keys.c checks it. */
-#define CONFIG_N_KEYS 57
+#define CONFIG_N_KEYS 58
 
 extern const struct key config_keys[];
 

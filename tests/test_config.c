@@ -127,6 +127,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->max_connections, 0);
     ck_assert_uint_eq(s->max_partial_bytes, 256u << 20);
     ck_assert_uint_eq(s->fanout_interval_ms, 0);
+    ck_assert(s->io_uring);
     ck_assert_uint_eq(s->max_fanout_backlog, 8u << 20);
     ck_assert_uint_eq(s->max_send_bytes, 256u << 20);
     ck_assert_uint_eq(s->max_deflate_memory, 256u << 20);
@@ -182,7 +183,7 @@ START_TEST(test_every_key)
         "max_headers = 100\nmax_connections = 5000\n"
         "max_partial_bytes = 64MiB\nmessage_timeout = 45s\n"
         "fanout_interval = 15ms\nmax_fanout_backlog = 2MiB\n"
-        "max_send_bytes = 64MiB\nmax_deflate_memory = 0\n"
+        "max_send_bytes = 64MiB\nmax_deflate_memory = 0\nio_uring = off\n"
         "shutdown_timeout = 4s\ndrain_timeout = 1m\ndrain_spread = 20s\n"
         "worker_shutdown_timeout = 2m\nworker_heartbeat_timeout = 30s\n"
         "idle_timeout = 2m\nclose_timeout = 7s\nmax_frame_size = 1MiB\n"
@@ -215,6 +216,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(s->max_connections, 5000);
     ck_assert_uint_eq(s->max_partial_bytes, 64u << 20);
     ck_assert_uint_eq(s->fanout_interval_ms, 15);
+    ck_assert(!s->io_uring);
     ck_assert_uint_eq(s->max_fanout_backlog, 2u << 20);
     ck_assert_uint_eq(s->max_send_bytes, 64u << 20);
     ck_assert_uint_eq(s->max_deflate_memory, 0);

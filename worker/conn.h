@@ -159,6 +159,11 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa,
 /* Writes what is queued; called before each poll for connections on the
    flush list. */
 void conn_flush(struct conn *c);
+#define CONN_FLUSH_BATCH_MAX 128
+/* conn_flush for the first max (<= CONN_FLUSH_BATCH_MAX) connections of the
+   flush list, their writes made with one system call where the worker
+   has a send batch (w->sendbatch). */
+void conn_flush_batch(struct worker *w, int max);
 /* Puts c on the worker's flush list (off flush_later if it was there):
    it is written before the next poll. */
 void conn_flush_soon(struct conn *c);

@@ -17,6 +17,7 @@
 
 #include "conn_impl.h"
 #include "log.h"
+#include "sendbatch.h"
 #include "tls.h"
 #include "ws_deflate.h"
 #include "wstate.h"
@@ -415,6 +416,14 @@ conn_queue_due_pong(struct conn *c)
 
 /* ---- Writing ----------------------------------------------------------- */
 
+static void
+conn_count_written(struct conn *c, size_t n)
+{
+    c->w->stats->bytes_out += (uint64_t)n;
+    if (c->pongs_queued > 0)
+        conn_pongs_written(c, n);
+}
+
 static ssize_t
 conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
 {
@@ -428,9 +437,7 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
            resumes it, so the write watcher must not spin meanwhile. */
         c->tls_write_wants_read = n == -EAGAIN && want == TLS_WANT_READ;
         if (n > 0)
-            c->w->stats->bytes_out += (uint64_t)n;
-        if (n > 0 && c->pongs_queued > 0)
-            conn_pongs_written(c, (size_t)n);
+            conn_count_written(c, (size_t)n);
         return n;
     }
     do {
@@ -450,9 +457,7 @@ conn_writev(void *ctx, const struct iovec *iov, int iovcnt)
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    c->w->stats->bytes_out += (uint64_t)n;
-    if (c->pongs_queued > 0)
-        conn_pongs_written(c, (size_t)n);
+    conn_count_written(c, (size_t)n);
     return n;
 }
 
@@ -494,8 +499,13 @@ conn_call_writable(struct conn *c)
     conn_after_app(c, ret);
 }
 
-void
-conn_flush(struct conn *c)
+/*
+ * Writes c's queue. `first` is the result of a first write already made
+ * for it (conn_flush_batch), as sendq_flush returns: 1 the socket is
+ * full, a negative errno, or 0 to go on writing here.
+ */
+static void
+conn_flush_after(struct conn *c, int first)
 {
     int rc;
 
@@ -504,7 +514,14 @@ conn_flush(struct conn *c)
     conn_fan_clear(c);
     if (c->state == CONN_DEAD)
         return;
-    rc = sendq_flush(&c->sq, conn_writev, c, CONN_WRITES_PER_FLUSH);
+    /* "Full" from the batch, but the queue was emptied since (the send
+       budget dropped it): nothing to wait for, and the teardown that
+       follows must not wait for a writable socket. */
+    if (first == 1 && c->sq.head == NULL)
+        first = 0;
+    rc = first != 0 ? first
+                    : sendq_flush(&c->sq, conn_writev, c,
+                                  CONN_WRITES_PER_FLUSH);
     if (rc >= 0 && c->pong_due) {
         conn_queue_due_pong(c);
         rc = c->sq.bytes > 0 ? MAX(rc, 1) : rc; /* written on the next go */
@@ -539,4 +556,83 @@ conn_flush(struct conn *c)
         conn_call_writable(c);
     }
     conn_settle(c);
+}
+
+void
+conn_flush(struct conn *c)
+{
+    conn_flush_after(c, 0);
+}
+
+/* What a batched send did to c's queue, as sendq_flush's first call would
+   have: the bytes written leave the queue. No app code runs here, so no
+   other connection of the batch changes meanwhile. */
+static int
+conn_batch_written(struct conn *c, ssize_t n, size_t offered)
+{
+    if (n == -ECANCELED)
+        return 0;                 /* not made: conn_flush_after writes */
+    if (n == -EAGAIN)
+        return 1;
+    if (n < 0)
+        return (int)n;
+    conn_count_written(c, (size_t)n);
+    sendq_consume(&c->sq, (size_t)n);
+    return (size_t)n < offered ? 1 : 0;
+}
+
+/*
+ * Flushes the first `max` connections of the flush list, their first
+ * writes made together in one system call (sendbatch.h) when the worker
+ * has a batch; TLS connections write through OpenSSL, one by one. The
+ * results are all taken into the queues before any connection's flush
+ * goes on (handle_writable, teardown), so app code never sees a queue
+ * whose written bytes are still in it.
+ */
+void
+conn_flush_batch(struct worker *w, int max)
+{
+    struct conn *batch[CONN_FLUSH_BATCH_MAX];
+    int first[CONN_FLUSH_BATCH_MAX];
+    int slot[CONN_FLUSH_BATCH_MAX];
+    struct list *l;
+    unsigned nsent;
+    int n = 0;
+
+    if (w->sendbatch == NULL) {
+        for (int i = 0; i < max && !list_empty(&w->flush); i++)
+            conn_flush(container_of(w->flush.next, struct conn, flink));
+        return;
+    }
+    max = MIN(max, CONN_FLUSH_BATCH_MAX);
+    for (l = w->flush.next; l != &w->flush && n < max; l = l->next) {
+        struct conn *c = container_of(l, struct conn, flink);
+
+        batch[n] = c;
+        slot[n] = -1;
+        if (c->tls == NULL && c->state != CONN_DEAD && c->sq.head != NULL)
+            slot[n] = sendbatch_add(w->sendbatch, c->fd, &c->sq);
+        n++;
+    }
+    if ((nsent = sendbatch_run(w->sendbatch)) > 0) {
+        w->stats->send_batches++;
+        w->stats->sends_batched += nsent;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t offered;
+        ssize_t r;
+
+        first[i] = 0;
+        if (slot[i] < 0)
+            continue;
+        r = sendbatch_result(w->sendbatch, (unsigned)slot[i], &offered);
+        first[i] = conn_batch_written(batch[i], r, offered);
+    }
+    for (int i = 0; i < n; i++) {
+        /* Flushed meanwhile (another's callback or teardown), or held
+           for the fan-out tick since: not now. */
+        if (list_empty(&batch[i]->flink) || batch[i]->flush_later)
+            continue;
+        conn_flush_after(batch[i], first[i]);
+    }
 }

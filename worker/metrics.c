@@ -110,6 +110,12 @@ static const struct stat_metric stat_metrics[] = {
     { "sock_pongs_coalesced_total", "counter",
       "Pings answered only by the pong of a later ping (a ping flood).",
       STAT(pongs_coalesced) },
+    { "sock_send_batches_total", "counter",
+      "io_uring calls that made the writes of a flush together "
+      "([server] io_uring).", STAT(send_batches) },
+    { "sock_sends_batched_total", "counter",
+      "Writes to clients made in those calls; without io_uring, each "
+      "write is a send(2) of its own.", STAT(sends_batched) },
     { "sock_worker_deaths_total", "counter",
       "Workers that exited abnormally (crash, signal, kill); the "
       "master replaces them.", STAT(workers_died) },

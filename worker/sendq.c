@@ -14,7 +14,6 @@
 #define SENDQ_CHUNK 16384 /* packing chunk for small frames */
 /* With the segment header, 1 KiB in all. */
 #define SENDQ_FIRST_CHUNK (1024 - sizeof(struct sendq_seg))
-#define SENDQ_IOV 64
 /* First chunks kept for reuse: an echo or a broadcast opens and empties
    one per connection per loop iteration, more than malloc's per-size
    cache holds (the profile of a 1000-subscriber broadcast spent 10% of
@@ -267,8 +266,8 @@ seg_bytes(const struct sendq_seg *s)
 }
 
 /* Drops n written bytes from the front of the queue. */
-static void
-consume(struct sendq *q, size_t n)
+void
+sendq_consume(struct sendq *q, size_t n)
 {
     q->bytes -= n;
     total -= n;
@@ -289,28 +288,40 @@ consume(struct sendq *q, size_t n)
 }
 
 int
+sendq_peek(const struct sendq *q, struct iovec *iov, int max, size_t *bytes)
+{
+    const struct sendq_seg *s;
+    int n = 0;
+
+    *bytes = 0;
+    for (s = q->head; s != NULL && n < max; s = s->next) {
+        iov[n].iov_base = (void *)(seg_bytes(s) + s->off);
+        iov[n].iov_len = s->len - s->off;
+        *bytes += iov[n].iov_len;
+        n++;
+    }
+    return n;
+}
+
+int
 sendq_flush(struct sendq *q, sendq_writev_fn fn, void *ctx, int max_calls)
 {
     struct iovec iov[SENDQ_IOV];
 
     for (int call = 0; call < max_calls; call++) {
-        struct sendq_seg *s;
-        int n = 0;
+        size_t bytes;
+        int n;
         ssize_t w;
 
         if (q->head == NULL)
             return 0;
-        for (s = q->head; s != NULL && n < SENDQ_IOV; s = s->next) {
-            iov[n].iov_base = (void *)(seg_bytes(s) + s->off);
-            iov[n].iov_len = s->len - s->off;
-            n++;
-        }
+        n = sendq_peek(q, iov, SENDQ_IOV, &bytes);
         w = fn(ctx, iov, n);
         if (w == -EAGAIN)
             return 1;
         if (w < 0)
             return (int)w;
-        consume(q, (size_t)w);
+        sendq_consume(q, (size_t)w);
     }
     return q->head == NULL ? 0 : 1;
 }

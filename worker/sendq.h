@@ -16,6 +16,8 @@
 
 struct sendq_seg;
 
+#define SENDQ_IOV 64 /* segments gathered per write */
+
 struct sendq {
     struct sendq_seg *head, *tail;
     size_t bytes; /* queued, not yet written */
@@ -43,5 +45,12 @@ int sendq_append_buf(struct sendq *q, const void *hdr, size_t hlen,
  */
 int sendq_flush(struct sendq *q, sendq_writev_fn fn, void *ctx,
                 int max_calls);
+/* The next write sendq_flush would make, without making it: up to max of
+   the queue's first segments, as iovecs. Returns how many, and sets
+   *bytes to their sum. */
+int sendq_peek(const struct sendq *q, struct iovec *iov, int max,
+               size_t *bytes);
+/* n bytes from the head have been written (n <= q->bytes). */
+void sendq_consume(struct sendq *q, size_t n);
 
 #endif

@@ -78,6 +78,7 @@ struct server_cfg {
     uint32_t max_connections;      /* per worker; 0 = from RLIMIT_NOFILE */
     uint64_t max_partial_bytes;    /* 256 MiB per worker: unfinished input */
     uint32_t fanout_interval_ms;   /* 0: fan-out leaves every iteration */
+    bool io_uring;                 /* on: a flush's sends in one call */
     uint64_t max_send_bytes;       /* 256 MiB per worker: every send queue */
     uint64_t max_deflate_memory;   /* 256 MiB per worker: zlib streams; over
                                       it, no context takeover is agreed */

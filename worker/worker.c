@@ -1,7 +1,8 @@
 /*
  * worker.c: a worker process's loop: listeners and accept, the routes'
  * apps, and the per-iteration work: flushing every connection that
- * queued output (one writev each, before the poll), delivering infos and
+ * queued output (before the poll, one write each, made together by one
+ * io_uring call where the kernel allows: sendbatch.c), delivering infos and
  * stashed input from an idle watcher, freeing torn-down connections.
  * Connections themselves are conn.c's.
  */
@@ -30,6 +31,7 @@
 #include "pending.h"
 #include "procstat.h"
 #include "redis.h"
+#include "sendbatch.h"
 #include "tls.h"
 #include "wctl.h"
 #include "ws_deflate.h"
@@ -38,7 +40,7 @@
 #define WORKER_RBUF_SIZE (256 * 1024)
 #define WORKER_ACCEPTS_PER_WAKEUP 64
 #define WORKER_PENDING_BATCH 256
-#define WORKER_FLUSH_BATCH 128
+#define WORKER_FLUSH_BATCH CONN_FLUSH_BATCH_MAX
 #define WORKER_FD_RESERVE 32
 #define WORKER_DRAIN_TICK 0.05 /* seconds between drain close batches */
 
@@ -85,8 +87,7 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
        stay in line (oldest first) and the loop polls without blocking,
        so what arrives meanwhile (more publishes) joins their queues and
        leaves in the same writev. */
-    for (int i = 0; i < WORKER_FLUSH_BATCH && !list_empty(&w->flush); i++)
-        conn_flush(container_of(w->flush.next, struct conn, flink));
+    conn_flush_batch(w, WORKER_FLUSH_BATCH);
     if (!list_empty(&w->flush))
         ev_idle_start(loop, &w->idle);
     if (!list_empty(&w->paused))
@@ -302,6 +303,7 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
            uint8_t generation, uint8_t slot, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
+    int rc;
 
     if (w == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -344,6 +346,11 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* After the fork: a ring belongs to the process that made it. */
+    if (cfg->server.io_uring &&
+        (w->sendbatch = sendbatch_new(WORKER_FLUSH_BATCH, &rc)) == NULL)
+        log_info("event=io_uring_unavailable error=\"%s\" "
+                 "detail=\"one send(2) per connection\"", strerror(-rc));
     if (!worker_self_test()) {
         snprintf(err, errlen, "SHA-1 self-test failed (libcrypto)");
         goto fail;
@@ -451,6 +458,7 @@ worker_free(struct worker *w)
         close(w->spare_fd);
     free(w->listeners);
     free(w->routes);
+    sendbatch_free(w->sendbatch);
     free(w->rbuf);
     free(w);
 }

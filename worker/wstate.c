@@ -81,6 +81,8 @@ worker_stats_add(struct worker_stats *sum, const struct worker_stats *s)
     sum->deflate_no_takeover += s->deflate_no_takeover;
     sum->message_timeouts += s->message_timeouts;
     sum->pongs_coalesced += s->pongs_coalesced;
+    sum->send_batches += s->send_batches;
+    sum->sends_batched += s->sends_batched;
     sum->redis.published += s->redis.published;
     sum->redis.received += s->redis.received;
     sum->redis.dropped += s->redis.dropped;

@@ -88,6 +88,8 @@ struct worker_stats {
     uint64_t send_budget_closes;  /* closed over max_send_bytes */
     uint64_t message_timeouts;    /* closed 1008 over message_timeout */
     uint64_t pongs_coalesced;     /* pings answered by a later ping's pong */
+    uint64_t send_batches;        /* io_uring calls that made a flush's */
+    uint64_t sends_batched;       /* writes (sendbatch.h), and those writes */
     struct redis_stats redis;     /* the bridge between machines */
     uint64_t workers_died;        /* the master's, in the retired slot: */
     uint64_t workers_hung;        /* abnormal exits; killed by heartbeat */
@@ -117,6 +119,8 @@ struct worker {
     int spare_fd;             /* /dev/null, given up to answer at EMFILE */
     ev_tstamp nofd_logged;
     uint8_t *rbuf;            /* the one read buffer (DESIGN §8) */
+    struct sendbatch *sendbatch; /* the flush's sends in one call; NULL
+                                    without io_uring */
     size_t rbuf_size;
     struct idmap ids;         /* serial -> open connection */
     struct tlist_set *timers;
