@@ -737,6 +737,7 @@ config_new(const char *name)
         .max_partial_bytes = 256 * MIB,
         .max_fanout_backlog = 8 * MIB,
         .io_uring = true,
+        .fanout_interval_ms = FANOUT_AUTO,
         .max_send_bytes = 256 * MIB,
         .max_deflate_memory = 256 * MIB,
         .shutdown_timeout_ms = 10000,

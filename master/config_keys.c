@@ -28,6 +28,8 @@ static const struct type_info {
     [KT_DURATION_OFF] = { sizeof(uint32_t), MS_MAX,
                           "0 (off) or a duration such as 500ms, 30s, 5m "
                           "or 1h, under 49 days" },
+    [KT_DURATION_AUTO] = { sizeof(uint32_t), MS_MAX,
+                           "auto, 0 (off) or a duration such as 10ms" },
     [KT_SIZE32] = { sizeof(uint32_t), UINT32_MAX,
                     "a size such as 65536, 64KiB or 8MiB" },
     [KT_SIZE64] = { sizeof(uint64_t), SIZE63,
@@ -72,7 +74,7 @@ const struct key config_keys[] = {
     SRV("max_headers", max_headers, KT_U32, 1, 1000),
     SRV("max_connections", max_connections, KT_U32, 0, UINT32_MAX),
     SRV("max_partial_bytes", max_partial_bytes, KT_SIZE64, 1, SIZE63),
-    SRV("fanout_interval", fanout_interval_ms, KT_DURATION_OFF, 1, 1000),
+    SRV("fanout_interval", fanout_interval_ms, KT_DURATION_AUTO, 1, 1000),
     SRV("io_uring", io_uring, KT_SWITCH, 0, 1),
     SRV("max_send_bytes", max_send_bytes, KT_SIZE64, 1, SIZE63),
     SRV("max_deflate_memory", max_deflate_memory, KT_SIZE64, 0, SIZE63),
@@ -151,10 +153,17 @@ config_key_check_items(const struct key *k, const char *v, char *why,
     return 0;
 }
 
+/* A duration where 0 means off (and "auto" may be allowed too). */
+static bool
+is_duration_off(enum key_type t)
+{
+    return t == KT_DURATION_OFF || t == KT_DURATION_AUTO;
+}
+
 static void
 format_bound(enum key_type t, uint64_t v, char *buf, size_t n)
 {
-    if (t == KT_DURATION || t == KT_DURATION_OFF)
+    if (t == KT_DURATION || is_duration_off(t))
         config_format_duration(v, buf, n);
     else if (t == KT_SIZE32 || t == KT_SIZE64)
         config_format_size(v, buf, n);
@@ -169,7 +178,7 @@ fail_range(const struct key *k, uint64_t v, char *why, size_t n)
 
     format_bound(k->type, k->min, lo, sizeof(lo));
     format_bound(k->type, k->max, hi, sizeof(hi));
-    if (k->type == KT_DURATION_OFF && k->max >= types[k->type].top)
+    if (is_duration_off(k->type) && k->max >= types[k->type].top)
         return config_fail(why, n, "must be 0 (off) or at least %s", lo);
     /* No point in quoting a maximum that only the type imposes. */
     if (v < k->min && k->max >= types[k->type].top)
@@ -185,7 +194,7 @@ parse_number(const struct key *k, const char *v, union value *out,
     uint32_t ms = 0;
     int r;
 
-    if (k->type == KT_DURATION || k->type == KT_DURATION_OFF) {
+    if (k->type == KT_DURATION || is_duration_off(k->type)) {
         r = config_parse_duration(v, &ms);
         u = ms;
     } else if (k->type == KT_SIZE32 || k->type == KT_SIZE64) {
@@ -195,8 +204,7 @@ parse_number(const struct key *k, const char *v, union value *out,
     }
     if (r != 0 || (k->type == KT_CLOSE_CODE && !config_is_close_code(u)))
         return config_fail(why, n, "expected %s", types[k->type].expect);
-    if ((u < k->min || u > k->max) &&
-        !(k->type == KT_DURATION_OFF && u == 0))
+    if ((u < k->min || u > k->max) && !(is_duration_off(k->type) && u == 0))
         return fail_range(k, u, why, n);
     if (k->type == KT_WBITS && u == 8)
         u = 9;
@@ -248,6 +256,11 @@ config_key_parse(const struct key *k, const char *v, union value *out,
             return parse_number(k, v, out, why, n);
         out->n = -1;
         return 0;
+    case KT_DURATION_AUTO:
+        if (strcmp(v, "auto") != 0)
+            return parse_number(k, v, out, why, n);
+        out->n = FANOUT_AUTO;
+        return 0;
     default:
         return parse_number(k, v, out, why, n);
     }
@@ -278,6 +291,7 @@ config_key_store(const struct key *k, void *base, union value *v)
         break;
     case KT_DURATION:
     case KT_DURATION_OFF:
+    case KT_DURATION_AUTO:
     case KT_SIZE32:
     case KT_U32:
         memcpy(f, &u32, sizeof(u32));
@@ -363,9 +377,14 @@ format_value(const struct key *k, const void *base, char *buf, size_t n)
         break;
     case KT_DURATION:
     case KT_DURATION_OFF:
+    case KT_DURATION_AUTO:
     case KT_SIZE32:
     case KT_U32:
         memcpy(&u32, f, sizeof(u32));
+        if (k->type == KT_DURATION_AUTO && u32 == FANOUT_AUTO) {
+            snprintf(buf, n, "auto");
+            return;
+        }
         v = u32;
         break;
     case KT_U16:

@@ -18,6 +18,7 @@ struct config;
 enum key_type {
     KT_DURATION,    /* uint32_t milliseconds */
     KT_DURATION_OFF, /* the same, where 0 means off and min applies above */
+    KT_DURATION_AUTO, /* KT_DURATION_OFF, or "auto": FANOUT_AUTO */
     KT_SIZE32,      /* uint32_t bytes */
     KT_SIZE64,      /* uint64_t bytes */
     KT_U32,         /* uint32_t count */

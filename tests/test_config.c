@@ -126,7 +126,7 @@ START_TEST(test_minimal)
     ck_assert_uint_eq(s->max_headers, 64);
     ck_assert_uint_eq(s->max_connections, 0);
     ck_assert_uint_eq(s->max_partial_bytes, 256u << 20);
-    ck_assert_uint_eq(s->fanout_interval_ms, 0);
+    ck_assert_uint_eq(s->fanout_interval_ms, FANOUT_AUTO);
     ck_assert(s->io_uring);
     ck_assert_uint_eq(s->max_fanout_backlog, 8u << 20);
     ck_assert_uint_eq(s->max_send_bytes, 256u << 20);
@@ -274,6 +274,22 @@ START_TEST(test_workers_auto)
     config_free(c);
     c = parse_ok("[server]\nworkers = 256\n" HEAD);
     ck_assert_int_eq(c->server.workers, 256);
+    config_free(c);
+}
+END_TEST
+
+/* fanout_interval: auto (the default), 0 or off-by-zero, or 1ms to 1s. */
+START_TEST(test_fanout_interval_auto)
+{
+    struct config *c = parse_ok("[server]\nfanout_interval = auto\n" HEAD);
+
+    ck_assert_uint_eq(c->server.fanout_interval_ms, FANOUT_AUTO);
+    config_free(c);
+    c = parse_ok("[server]\nfanout_interval = 0\n" HEAD);
+    ck_assert_uint_eq(c->server.fanout_interval_ms, 0);
+    config_free(c);
+    c = parse_ok("[server]\nfanout_interval = 1s\n" HEAD);
+    ck_assert_uint_eq(c->server.fanout_interval_ms, 1000);
     config_free(c);
 }
 END_TEST
@@ -524,7 +540,10 @@ static const struct {
     { HEAD "[server]\nfanout_interval = 2s\n", "t.conf:5: ",
       "bad value '2s' for fanout_interval: allowed 1ms to 1s" },
     { HEAD "[server]\nfanout_interval = soon\n", "t.conf:5: ",
-      "bad value 'soon' for fanout_interval" },
+      "bad value 'soon' for fanout_interval: expected auto, 0 (off) or a "
+      "duration" },
+    { HEAD "[server]\nfanout_interval = Auto\n", "t.conf:5: ",
+      "bad value 'Auto' for fanout_interval" },
     { HEAD "[server]\nmax_send_bytes = 8MiB\n", "t.conf:5: ",
       "[route /echo] send_hard_limit (16777216 bytes) is over [server] "
       "max_send_bytes (8388608 bytes)" },
@@ -988,6 +1007,8 @@ START_TEST(test_dump_round_trip)
     ck_assert_ptr_nonnull(strstr(d1, "\nallowed_origins = https://a.example,"
                                      " https://b.example\n"));
     ck_assert_ptr_nonnull(strstr(d1, "\ninfo_overflow = close\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nfanout_interval = auto\n"));
+    ck_assert_ptr_nonnull(strstr(d1, "\nio_uring = on\n"));
     ck_assert_ptr_nonnull(strstr(d1, "[admin]\nlisten = 127.0.0.1:9090\n"));
     ck_assert_ptr_nonnull(strstr(d1, "\n# password: set, not shown\n"));
     ck_assert_ptr_null(strstr(d1, "hunter2"));
@@ -1061,6 +1082,7 @@ config_suite(void)
     tcase_add_test(tc, test_minimal);
     tcase_add_test(tc, test_every_key);
     tcase_add_test(tc, test_workers_auto);
+    tcase_add_test(tc, test_fanout_interval_auto);
     tcase_add_test(tc, test_heartbeat_timeout);
     tcase_add_test(tc, test_message_timeout_off);
     tcase_add_test(tc, test_send_budget_fits_hard_limit);

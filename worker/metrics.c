@@ -104,6 +104,10 @@ static const struct stat_metric stat_metrics[] = {
       "Times a client's publish took that over max_fanout_backlog, so its "
       "input waited until the worker had written the backlog down.",
       STAT(fanout_pauses) },
+    { "sock_fanout_hold_microseconds", "gauge",
+      "The fan-out hold fanout_interval = auto chose for the load, summed "
+      "over workers: 0 while they are lightly loaded.",
+      STAT(fanout_hold_us) },
     { "sock_message_timeouts_total", "counter",
       "Connections closed with 1008 for a message unfinished after "
       "message_timeout.", STAT(message_timeouts) },
@@ -347,6 +351,7 @@ metrics_render(struct worker *w, char *buf, size_t size)
                 s->route[r].open;
         sum.partial_bytes += s->partial_bytes;
         sum.fanout_backlog += s->fanout_backlog;
+        sum.fanout_hold_us += s->fanout_hold_us;
         sum.send_bytes += s->send_bytes;
         sum.deflate_memory += s->deflate_memory;
         sum.redis.connected += s->redis.connected;

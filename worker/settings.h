@@ -65,6 +65,9 @@ struct listener_cfg {
     int line;
 };
 
+/* fanout_interval = auto: the hold follows the worker's load. */
+#define FANOUT_AUTO UINT32_MAX
+
 struct server_cfg {
     int workers;                   /* -1 = number of CPUs; 0 = no master */
     char *runtime_dir;             /* /run/sockd */
@@ -77,7 +80,9 @@ struct server_cfg {
     uint32_t max_headers;          /* 64 */
     uint32_t max_connections;      /* per worker; 0 = from RLIMIT_NOFILE */
     uint64_t max_partial_bytes;    /* 256 MiB per worker: unfinished input */
-    uint32_t fanout_interval_ms;   /* 0: fan-out leaves every iteration */
+    uint32_t fanout_interval_ms;   /* 0: fan-out leaves every iteration;
+                                      FANOUT_AUTO: held while the worker
+                                      is busy (wstate.c) */
     bool io_uring;                 /* on: a flush's sends in one call */
     uint64_t max_send_bytes;       /* 256 MiB per worker: every send queue */
     uint64_t max_deflate_memory;   /* 256 MiB per worker: zlib streams; over

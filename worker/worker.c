@@ -47,6 +47,7 @@
 static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
 static void worker_on_accept_retry(struct ev_loop *loop, ev_timer *t,
                                    int revents);
+static void worker_on_check(struct ev_loop *loop, ev_check *ck, int revents);
 static void worker_on_stop_timer(struct ev_loop *loop, ev_timer *t,
                                  int revents);
 static void worker_teardown_apps(struct worker *w);
@@ -101,6 +102,18 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         list_remove(&c->link);
         conn_free(c);
     }
+    if (ev_is_active(&w->check))
+        w->poll_start = ev_time(); /* the poll waits from here */
+}
+
+/* After each poll: the time it waited feeds fanout_interval = auto. */
+static void
+worker_on_check(struct ev_loop *loop, ev_check *ck, int revents)
+{
+    struct worker *w = container_of(ck, struct worker, check);
+
+    (void)revents;
+    worker_fanout_load(w, ev_now(loop));
 }
 
 static void
@@ -143,7 +156,7 @@ worker_on_fanout_tick(struct ev_loop *loop, ev_timer *t, int revents)
        leave at once. */
     w->fanout_next = ev_now(loop);
     if (!list_empty(&w->flush_later))
-        w->fanout_next += w->cfg->server.fanout_interval_ms / 1000.;
+        w->fanout_next += worker_fanout_interval(w);
     while (!list_empty(&w->flush_later))
         conn_flush_soon(container_of(w->flush_later.next, struct conn,
                                      flink));
@@ -382,6 +395,11 @@ worker_new(struct ev_loop *loop, const struct config *cfg, const int *fds,
     }
     ev_prepare_init(&w->prepare, worker_on_prepare);
     ev_prepare_start(loop, &w->prepare);
+    ev_check_init(&w->check, worker_on_check);
+    if (cfg->server.fanout_interval_ms == FANOUT_AUTO) {
+        ev_check_start(loop, &w->check);
+        w->poll_start = w->busy_since = ev_now(loop);
+    }
     ev_idle_init(&w->idle, worker_on_idle);
     ev_init(&w->accept_retry, worker_on_accept_retry);
     ev_init(&w->fanout_timer, worker_on_fanout_tick);
@@ -437,6 +455,7 @@ worker_free(struct worker *w)
     for (size_t i = 0; i < w->n_routes; i++)
         apps_unload(w->routes[i].dl);
     ev_prepare_stop(w->loop, &w->prepare);
+    ev_check_stop(w->loop, &w->check);
     ev_idle_stop(w->loop, &w->idle);
     ev_timer_stop(w->loop, &w->accept_retry);
     ev_timer_stop(w->loop, &w->fanout_timer);

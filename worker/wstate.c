@@ -27,17 +27,69 @@ worker_wake(struct worker *w)
  * other output meanwhile (a reply, a pong, a close) leaves the list and
  * takes the held frames with it (conn_want_flush).
  */
+ev_tstamp
+worker_fanout_interval(const struct worker *w)
+{
+    uint32_t ms = w->cfg->server.fanout_interval_ms;
+
+    if (ms == FANOUT_AUTO)
+        return w->fanout_auto;
+    return ms / 1000.;
+}
+
+/*
+ * fanout_interval = auto. A lightly loaded worker holds nothing: each
+ * fan-out leaves at once. Over each FANOUT_WINDOW the share of time the
+ * loop did not wait in its poll is its load; above FANOUT_BUSY the hold
+ * starts at 1 ms and doubles each window up to FANOUT_AUTO_MAX, below
+ * FANOUT_CALM it halves back to nothing. The band between keeps it from
+ * flapping, since holding itself lowers the load. Short holds buy little
+ * (natural batching already puts several frames in each write when the
+ * worker is behind); it is the longer ones that cut the writes per
+ * delivery, and with them the load, which is why the hold doubles.
+ */
+#define FANOUT_WINDOW 0.05
+#define FANOUT_BUSY 0.70
+#define FANOUT_CALM 0.35
+#define FANOUT_AUTO_MIN 0.001
+#define FANOUT_AUTO_MAX 0.010
+
+void
+worker_fanout_load(struct worker *w, ev_tstamp now)
+{
+    ev_tstamp span;
+    double busy;
+
+    if (now > w->poll_start)
+        w->idle_acc += now - w->poll_start;
+    span = now - w->busy_since;
+    if (span < FANOUT_WINDOW)
+        return;
+    busy = 1. - w->idle_acc / span;
+    if (span > 4 * FANOUT_WINDOW && busy < FANOUT_CALM)
+        w->fanout_auto = 0;      /* back from a long wait: quiet now */
+    else if (busy > FANOUT_BUSY)
+        w->fanout_auto = w->fanout_auto > 0
+                             ? MIN(w->fanout_auto * 2, FANOUT_AUTO_MAX)
+                             : FANOUT_AUTO_MIN;
+    else if (busy < FANOUT_CALM)
+        w->fanout_auto = w->fanout_auto > FANOUT_AUTO_MIN
+                             ? w->fanout_auto / 2 : 0;
+    w->busy_since = now;
+    w->idle_acc = 0;
+    w->stats->fanout_hold_us = (uint64_t)(w->fanout_auto * 1e6 + 0.5);
+}
+
 bool
 worker_fanout_later(struct worker *w)
 {
-    uint32_t ms = w->cfg->server.fanout_interval_ms;
-    ev_tstamp now;
+    ev_tstamp iv = worker_fanout_interval(w), now;
 
-    if (ms == 0)
+    if (iv <= 0)
         return false;
     now = ev_now(w->loop);
     if (now >= w->fanout_next) {
-        w->fanout_next = now + ms / 1000.;
+        w->fanout_next = now + iv;
         return false;
     }
     if (!ev_is_active(&w->fanout_timer)) {

@@ -81,6 +81,7 @@ struct worker_stats {
                                      to write it (conn_fan_add) */
     uint64_t fanout_pauses;       /* publishers paused over
                                      max_fanout_backlog */
+    uint64_t fanout_hold_us;      /* gauge: fanout_interval = auto's hold */
     uint64_t send_bytes;          /* gauge: in every send queue */
     uint64_t deflate_memory;      /* gauge: every zlib stream */
     uint64_t deflate_no_takeover; /* agreed without context takeover over
@@ -147,6 +148,11 @@ struct worker {
     struct list admin_waiting; /* admin requests other workers owe answers */
     uint64_t admin_next_req;
     ev_prepare prepare;
+    /* fanout_interval = auto (wstate.c): the time the loop waited in its
+       polls since busy_since, and the hold that follows from it. */
+    ev_check check;
+    ev_tstamp poll_start, idle_acc, busy_since;
+    ev_tstamp fanout_auto;    /* seconds; 0: no hold */
     ev_idle idle;
     ev_signal sig_term, sig_quit, sig_int;
     ev_timer stop_timer;
@@ -238,6 +244,11 @@ worker_fanout_drained(const struct worker *w)
  * connection. Always false when fanout_interval is 0.
  */
 bool worker_fanout_later(struct worker *w);
+/* The fan-out hold now, in seconds (0: none). */
+ev_tstamp worker_fanout_interval(const struct worker *w);
+/* fanout_interval = auto: a poll returned at now; adjusts the hold to the
+   share of time the worker was busy. */
+void worker_fanout_load(struct worker *w, ev_tstamp now);
 
 /* A connection went away: stop the loop if shutting down and none is left. */
 void worker_conn_gone(struct worker *w);

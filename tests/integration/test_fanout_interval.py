@@ -13,12 +13,19 @@ key, nothing is held.
 """
 
 import os
+import subprocess
 import sys
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sockdtest import SockdTestCase, expect_no_frame, main  # noqa: E402
+from bustest import metrics  # noqa: E402
+from sockdtest import (BUILD_DIR, SockdTestCase, expect_no_frame,  # noqa: E402
+                       free_port, main)
+
+APORT = free_port()
+WSLOAD = os.path.join(BUILD_DIR, "wsload")
 
 INTERVAL = 0.6   # the configured fanout_interval
 PROMPT = 0.25    # "at once": well under the interval
@@ -104,8 +111,8 @@ class FanoutInterval(SockdTestCase):
 
 
 class FanoutIntervalOff(SockdTestCase):
-    """The default: every publish leaves before the next poll."""
-    SERVER_KW = dict()
+    """0: every publish leaves before the next poll."""
+    SERVER_KW = dict(server_extra="fanout_interval = 0\n")
 
     def test_back_to_back_publishes_at_once(self):
         ft, pub = self.client("/probe"), self.client("/probe")
@@ -114,6 +121,74 @@ class FanoutIntervalOff(SockdTestCase):
             pub.send_text("pub t b%d" % i)
         for i in range(3):
             self.assertEqual(ft.recv_text(PROMPT), "b%d" % i)
+
+
+class FanoutIntervalAuto(SockdTestCase):
+    """auto, the default: no hold while the worker is lightly loaded; a
+    hold of up to 10 ms while it is busy, gone again once it is not."""
+    SERVER_KW = dict(extra="[admin]\nlisten = 127.0.0.1:%d\n" % APORT)
+
+    def hold(self):
+        return metrics(APORT).get("sock_fanout_hold_microseconds", 0)
+
+    def test_1_light_load_holds_nothing(self):
+        subs = [self.client("/probe") for _ in range(5)]
+        for i, c in enumerate(subs):
+            self.assertEqual(c.command("subf t" if i % 2 else "sub t"), "ok")
+        pub = self.client("/probe")
+        for i in range(20):
+            pub.send_text("rpub t s%d" % i)
+            for c in subs:
+                self.assertEqual(c.recv_text(PROMPT), "s%d" % i)
+            time.sleep(0.03)
+        self.assertEqual(self.hold(), 0)
+
+    def test_2_busy_holds_then_lets_go(self):
+        """wsload's broadcast (400 subscribers, 4000 publishes/s for 2 s)
+        keeps the worker busy: the hold engages, at most 10 ms, every
+        subscriber is served without error, and once the load is gone the
+        hold is too."""
+        if not os.path.exists(WSLOAD):
+            self.fail("wsload not built in %s" % BUILD_DIR)
+        peak = [0]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                try:
+                    peak[0] = max(peak[0], self.hold())
+                except (OSError, AssertionError):
+                    pass
+                time.sleep(0.01)
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        try:
+            p = subprocess.run(
+                [WSLOAD, "broadcast", "--url", self.server.url("/probe"),
+                 "-c", "400", "--pub-rate", "4000", "-s", "64",
+                 "--sub-msg", "sub t", "--pub-fmt", "rpub t ", "-d", "2"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, timeout=120)
+        finally:
+            done.set()
+            t.join(5)
+        out = p.stdout.decode("utf-8", "replace")
+        result = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+        self.assertEqual(p.returncode, 0, out)
+        self.assertEqual(len(result), 1, out)
+        kv = dict(tok.partition("=")[::2] for tok in result[0].split()[1:])
+        self.assertEqual(kv["errors"], "0", result[0])
+        self.assertGreater(int(kv["delivered"]), 0, result[0])
+        # 1 ms, doubled while busy, up to 10 ms.
+        self.assertGreaterEqual(peak[0], 1000, "the hold never engaged: "
+                                + result[0])
+        self.assertLessEqual(peak[0], 10000)
+        deadline = time.monotonic() + 5
+        while self.hold() != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.hold(), 0, "the hold stayed after the load")
+        # And a publish now leaves at once again.
+        self.test_1_light_load_holds_nothing()
 
 
 if __name__ == "__main__":
