@@ -39,7 +39,11 @@ conn_flush_soon(struct conn *c)
 }
 
 /* Output of a fan-out the worker holds for its next tick
-   (worker_fanout_later): written then, or with c's next other output. */
+   (worker_fanout_later): written then, or with c's next other output.
+   The tick is armed here, not only by the publish: a callback subscriber
+   pushes when its info is delivered, which under load can be after the
+   tick the publish set has fired (or once auto has dropped the hold), and
+   its frames would otherwise wait for the next fan-out or other output. */
 static void
 conn_want_flush_held(struct conn *c)
 {
@@ -47,6 +51,7 @@ conn_want_flush_held(struct conn *c)
         return; /* already due, or waiting for the socket */
     list_insert_tail(&c->w->flush_later, &c->flink);
     c->flush_later = true;
+    worker_fanout_arm(c->w);
 }
 
 /* One message queued to c: the worker's and the route's counters. */

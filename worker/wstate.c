@@ -92,11 +92,20 @@ worker_fanout_later(struct worker *w)
         w->fanout_next = now + iv;
         return false;
     }
-    if (!ev_is_active(&w->fanout_timer)) {
-        ev_timer_set(&w->fanout_timer, w->fanout_next - now, 0.);
-        ev_timer_start(w->loop, &w->fanout_timer);
-    }
+    worker_fanout_arm(w);
     return true;
+}
+
+void
+worker_fanout_arm(struct worker *w)
+{
+    ev_tstamp wait;
+
+    if (ev_is_active(&w->fanout_timer))
+        return;
+    wait = w->fanout_next - ev_now(w->loop);
+    ev_timer_set(&w->fanout_timer, wait > 0 ? wait : 0., 0.);
+    ev_timer_start(w->loop, &w->fanout_timer);
 }
 
 struct route_rt *

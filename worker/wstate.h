@@ -244,6 +244,9 @@ worker_fanout_drained(const struct worker *w)
  * connection. Always false when fanout_interval is 0.
  */
 bool worker_fanout_later(struct worker *w);
+/* Output was put on flush_later: a tick will write it, at the end of the
+   current interval or, when that is over, on the next iteration. */
+void worker_fanout_arm(struct worker *w);
 /* The fan-out hold now, in seconds (0: none). */
 ev_tstamp worker_fanout_interval(const struct worker *w);
 /* fanout_interval = auto: a poll returned at now; adjusts the hold to the

@@ -21,8 +21,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bustest import metrics  # noqa: E402
-from sockdtest import (BUILD_DIR, SockdTestCase, expect_no_frame,  # noqa: E402
-                       free_port, main)
+from sockdtest import (BUILD_DIR, OP_TEXT, SockdTestCase,  # noqa: E402
+                       build_frame, expect_no_frame, free_port, main)
 
 APORT = free_port()
 WSLOAD = os.path.join(BUILD_DIR, "wsload")
@@ -108,6 +108,30 @@ class FanoutInterval(SockdTestCase):
             self.assertEqual(ft.recv_text(3), "m%d" % i)
         for i in range(n):
             self.assertEqual(cb.recv_text(3), "topic:t:m%d" % i)
+
+
+class FanoutIntervalLateDelivery(SockdTestCase):
+    """Callback subscribers push when their info is delivered, which under
+    load comes after the tick the publish armed. Their held frames must
+    still leave at a tick, not wait for the next publish or other output:
+    the last publishes of a burst reach everyone with nothing after them."""
+    SERVER_KW = dict(server_extra="fanout_interval = 5ms\n")
+
+    def test_burst_tail_arrives(self):
+        subs = []
+        for i in range(150):
+            c = self.client("/probe", timeout=30)
+            self.assertEqual(c.command("subf t" if i % 5 == 0 else "sub t"),
+                             "ok")
+            subs.append(c)
+        pub = self.client("/probe")
+        n = 300
+        pub.send_raw(b"".join(build_frame(OP_TEXT, b"rpub t e%04d" % i)
+                              for i in range(n)))
+        for k, c in enumerate(subs):
+            for i in range(n):
+                self.assertEqual(c.recv_text(10), "e%04d" % i,
+                                 "subscriber %d" % k)
 
 
 class FanoutIntervalOff(SockdTestCase):
