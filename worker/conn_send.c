@@ -1,9 +1,9 @@
 /*
  * conn_send.c: a connection's output side: frames queued (the app's, our
  * pongs, pings and close), compressed per connection or once per worker
- * for fan-out, written with one writev per flush, and the backpressure
- * that follows (send_hard_limit fails the connection, the low watermark
- * calls handle_writable). Queueing itself is sendq.c's; when a write
+ * for fan-out, written with one write per flush (batched: sendbatch.c),
+ * and the backpressure that follows (send_hard_limit fails the
+ * connection, the low watermark calls handle_writable). Queueing itself is sendq.c's; when a write
  * happens (flush before the poll, held fan-out) is decided here and in
  * worker.c.
  */

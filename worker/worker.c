@@ -87,7 +87,7 @@ worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
        echo of 100 connections flushes); the rest
        stay in line (oldest first) and the loop polls without blocking,
        so what arrives meanwhile (more publishes) joins their queues and
-       leaves in the same writev. */
+       leaves in the same write. */
     conn_flush_batch(w, WORKER_FLUSH_BATCH);
     if (!list_empty(&w->flush))
         ev_idle_start(loop, &w->idle);

@@ -27,6 +27,34 @@ worker_wake(struct worker *w)
  * other output meanwhile (a reply, a pong, a close) leaves the list and
  * takes the held frames with it (conn_want_flush).
  */
+bool
+worker_fanout_later(struct worker *w)
+{
+    ev_tstamp iv = worker_fanout_interval(w), now;
+
+    if (iv <= 0)
+        return false;
+    now = ev_now(w->loop);
+    if (now >= w->fanout_next) {
+        w->fanout_next = now + iv;
+        return false;
+    }
+    worker_fanout_arm(w);
+    return true;
+}
+
+void
+worker_fanout_arm(struct worker *w)
+{
+    ev_tstamp wait;
+
+    if (ev_is_active(&w->fanout_timer))
+        return;
+    wait = w->fanout_next - ev_now(w->loop);
+    ev_timer_set(&w->fanout_timer, wait > 0 ? wait : 0., 0.);
+    ev_timer_start(w->loop, &w->fanout_timer);
+}
+
 ev_tstamp
 worker_fanout_interval(const struct worker *w)
 {
@@ -78,34 +106,6 @@ worker_fanout_load(struct worker *w, ev_tstamp now)
     w->busy_since = now;
     w->idle_acc = 0;
     w->stats->fanout_hold_us = (uint64_t)(w->fanout_auto * 1e6 + 0.5);
-}
-
-bool
-worker_fanout_later(struct worker *w)
-{
-    ev_tstamp iv = worker_fanout_interval(w), now;
-
-    if (iv <= 0)
-        return false;
-    now = ev_now(w->loop);
-    if (now >= w->fanout_next) {
-        w->fanout_next = now + iv;
-        return false;
-    }
-    worker_fanout_arm(w);
-    return true;
-}
-
-void
-worker_fanout_arm(struct worker *w)
-{
-    ev_tstamp wait;
-
-    if (ev_is_active(&w->fanout_timer))
-        return;
-    wait = w->fanout_next - ev_now(w->loop);
-    ev_timer_set(&w->fanout_timer, wait > 0 ? wait : 0., 0.);
-    ev_timer_start(w->loop, &w->fanout_timer);
 }
 
 struct route_rt *
